@@ -1,0 +1,125 @@
+# knockdaemon: build, test and demo.
+#
+#   make build    bin/knockdaemon and bin/knockclient
+#   make test     everything CI runs (.ci/run installs the tools, then runs this):
+#                 gofmt, go vet, unit tests with -race, every fuzz target for
+#                 $(FUZZTIME), the end-to-end suite, cross-builds
+#   make demo     the narrated network-namespace demo (root)
+#   make bench    the Go benchmarks
+#
+# Real-kernel tests need root. Without root they skip; with CI=true (set by
+# .ci/run) a skipped test fails the run.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.SILENT:
+.DEFAULT_GOAL := build
+
+GO        ?= go
+FUZZTIME  ?= 20s
+UNITTIME  ?= 12m
+E2ETIME   ?= 10m
+GOFLAGS_BUILD := -trimpath
+
+.PHONY: build test fmt vet unit fuzz e2e cross demo bench clean
+
+build:
+	mkdir -p bin
+	$(GO) build $(GOFLAGS_BUILD) -o bin/knockdaemon ./knockdaemon
+	$(GO) build $(GOFLAGS_BUILD) -o bin/knockclient ./knockclient
+	echo "built bin/knockdaemon bin/knockclient"
+
+test: fmt vet unit fuzz e2e cross
+	echo "make test: all green"
+
+fmt:
+	bad=$$(gofmt -l .)
+	if [[ -n $$bad ]]; then
+		echo "gofmt: these files need formatting (run gofmt -w):"
+		echo "$$bad"
+		exit 1
+	fi
+	echo "gofmt: clean"
+
+vet:
+	$(GO) vet ./...
+	echo "go vet: clean"
+
+# gotest LABEL TIMEOUT PACKAGES...: go test -race -v, showing failures, skips
+# and package results; fails on a failed test, on a skipped test under
+# CI=true, and when no test ran at all.
+define gotest
+	log=$$(mktemp /tmp/knock-$(1).XXXXXX.log)
+	set +e
+	$(GO) test -race -count=1 -v -timeout $(2) $(3) 2>&1 | tee "$$log" \
+		| grep --line-buffered -vE '^[[:space:]]*(=== (RUN|PAUSE|CONT|NAME)|--- PASS)'
+	rc=$${PIPESTATUS[0]}
+	set -e
+	pass=$$(grep -cE '^[[:space:]]*--- PASS' "$$log" || true)
+	fail=$$(grep -cE '^[[:space:]]*--- FAIL' "$$log" || true)
+	skip=$$(grep -cE '^[[:space:]]*--- SKIP' "$$log" || true)
+	echo "$(1): $$pass passed, $$fail failed, $$skip skipped (full log: $$log)"
+	if [[ $$skip -gt 0 && $${CI:-} == true ]]; then
+		echo "$(1): tests were skipped under CI=true:"
+		grep -E '^[[:space:]]*--- SKIP' -A1 "$$log"
+		exit 1
+	fi
+	if [[ $$pass -eq 0 ]]; then
+		echo "$(1): no test ran"
+		exit 1
+	fi
+	exit $$rc
+endef
+
+# Unit and package-level real-kernel tests; the end-to-end suite runs on its
+# own afterwards so its timing is not disturbed by the rest.
+unit:
+	pkgs=$$($(GO) list ./... | grep -v '/e2e$$')
+	$(call gotest,unit,$(UNITTIME),$$pkgs)
+
+e2e:
+	# TRANSITION: drop this guard once e2e/ is committed.
+	if [[ ! -d e2e ]]; then echo "e2e: NOT RUN: e2e/ not in the tree yet"; exit 0; fi
+	$(call gotest,e2e,$(E2ETIME),./e2e)
+
+# Every fuzz target in the module, discovered with go test -list, for
+# $(FUZZTIME) each. A crasher is written under the package's testdata/fuzz
+# and then fails the plain test run too.
+fuzz:
+	list=$$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/ { names = names " " $$1 } /^ok / { if (names != "") print $$2 names; names = "" }')
+	n=0
+	while read -r pkg names; do
+		[[ -n $$pkg ]] || continue
+		for name in $$names; do
+			echo "fuzz: $$pkg $$name for $(FUZZTIME)"
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg"
+			n=$$((n + 1))
+		done
+	done <<<"$$list"
+	echo "fuzz: $$n targets, $(FUZZTIME) each"
+
+# knockclient runs on laptops of every kind; knockdaemon also on FreeBSD (ipfw).
+cross:
+	# TRANSITION: the mains are being written; drop these guards once both exist.
+	if [[ ! -d knockclient || ! -d knockdaemon ]]; then
+		echo "cross: NOT RUN: knockclient/ or knockdaemon/ not in the tree yet"
+		exit 0
+	fi
+	for target in windows/amd64 windows/arm64 darwin/amd64 darwin/arm64 freebsd/amd64; do
+		echo "cross: knockclient for $$target"
+		GOOS=$${target%/*} GOARCH=$${target#*/} $(GO) build -o /dev/null ./knockclient
+	done
+	for target in freebsd/amd64 freebsd/arm64; do
+		echo "cross: knockdaemon for $$target"
+		GOOS=$${target%/*} GOARCH=$${target#*/} $(GO) build -o /dev/null ./knockdaemon
+	done
+
+demo:
+	./demo.sh
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin
