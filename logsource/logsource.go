@@ -1,10 +1,23 @@
 // Package logsource turns a firewall log into a stream of lines: a log
 // file followed across rotation, /dev/kmsg, journalctl -k, or standard
 // input.
+//
+// Every source calls emit from the goroutine that runs Run, one complete
+// line at a time, without its newline. Line.Text points into a buffer the
+// source reuses: it is valid only during the emit call, so a consumer that
+// keeps a line copies it. Received is the time the line was read, taken
+// from the injected clock, never the time stamp written in the line (syslog
+// stamps have no year and no zone, and a reader behind by minutes must not
+// age the knocks it reads late).
+//
+// Lines longer than the source's maximum (1 MiB by default) are skipped
+// and counted, never fatal. Each source reports its counters through
+// Stats.
 package logsource
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,4 +41,61 @@ type Source interface {
 	// Run blocks, calling emit from a single goroutine for every line.
 	Run(ctx context.Context, emit func(Line)) error
 	String() string
+}
+
+// DefaultMaxLine is the longest line a source delivers; longer lines are
+// skipped and counted in Stats.Overlong.
+const DefaultMaxLine = 1 << 20
+
+// Stats are a source's counters since it was made. Every field only grows.
+type Stats struct {
+	Lines       uint64 `json:"lines"`       // lines delivered to emit
+	Overlong    uint64 `json:"overlong"`    // lines longer than the maximum, skipped
+	Dropped     uint64 `json:"dropped"`     // incomplete last lines abandoned at rotation or truncation
+	Lost        uint64 `json:"lost"`        // kmsg records overwritten before they were read
+	Restarts    uint64 `json:"restarts"`    // journalctl restarts, file reopens after an error
+	Rotations   uint64 `json:"rotations"`   // a new file took the log's path
+	Truncations uint64 `json:"truncations"` // the file shrank or was rewritten in place
+	Recovered   uint64 `json:"recovered"`   // lines read from a rotated file or a copytruncate copy
+	Errors      uint64 `json:"errors"`      // transient read, stat and open errors survived
+}
+
+// Counters is implemented by every source of this package, so the daemon
+// can report how its input fares.
+type Counters interface {
+	Stats() Stats
+}
+
+// counters are updated by the Run goroutine and read by anyone.
+type counters struct {
+	lines, overlong, dropped, lost, restarts atomic.Uint64
+	rotations, truncations, recovered, errs  atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Lines:       c.lines.Load(),
+		Overlong:    c.overlong.Load(),
+		Dropped:     c.dropped.Load(),
+		Lost:        c.lost.Load(),
+		Restarts:    c.restarts.Load(),
+		Rotations:   c.rotations.Load(),
+		Truncations: c.truncations.Load(),
+		Recovered:   c.recovered.Load(),
+		Errors:      c.errs.Load(),
+	}
+}
+
+func nowFunc(f func() time.Time) func() time.Time {
+	if f == nil {
+		return time.Now
+	}
+	return f
+}
+
+func maxLine(n int) int {
+	if n <= 0 {
+		return DefaultMaxLine
+	}
+	return n
 }
