@@ -7,7 +7,10 @@ package rules
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -43,4 +46,93 @@ type Backend interface {
 // shell, and returns its standard output.
 type Runner interface {
 	Run(ctx context.Context, argv []string) ([]byte, error)
+}
+
+// String renders the opening as "ADDR PROTO/PORT".
+func (o Opening) String() string {
+	return fmt.Sprintf("%s %s/%d", o.Addr, o.Proto, o.Port)
+}
+
+// Validate reports why o cannot be put into a firewall: the address must be
+// a single host (not unspecified, not multicast, no zone), the protocol
+// "tcp" or "udp", the port non-zero and the timeout not negative.
+func (o Opening) Validate() error {
+	_, err := o.normalize()
+	return err
+}
+
+// normalize validates o and unmaps IPv4-mapped IPv6 addresses (the
+// firewall sees such a client as IPv4).
+func (o Opening) normalize() (Opening, error) {
+	a := o.Addr
+	switch {
+	case !a.IsValid():
+		return o, errors.New("opening: no address")
+	case a.Zone() != "":
+		return o, fmt.Errorf("opening: address %s has a zone", a)
+	}
+	a = a.Unmap()
+	switch {
+	case a.IsUnspecified():
+		return o, fmt.Errorf("opening: refusing the unspecified address %s (it would open to everyone)", a)
+	case a.IsMulticast():
+		return o, fmt.Errorf("opening: %s is a multicast address", a)
+	case a.Is4() && a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return o, fmt.Errorf("opening: %s is the broadcast address", a)
+	}
+	if o.Proto != "tcp" && o.Proto != "udp" {
+		return o, fmt.Errorf("opening: protocol %q, want tcp or udp", o.Proto)
+	}
+	if o.Port == 0 {
+		return o, errors.New("opening: port 0")
+	}
+	if o.Timeout < 0 {
+		return o, fmt.Errorf("opening: negative timeout %v", o.Timeout)
+	}
+	o.Addr = a
+	return o, nil
+}
+
+// errForeign marks an element or rule in the daemon's set or chain that
+// is not an opening (another protocol, someone else's entry): listings
+// skip it instead of failing.
+var errForeign = errors.New("not an opening")
+
+// key identifies an opening regardless of its timeout.
+type key struct {
+	addr  netip.Addr
+	proto string
+	port  uint16
+}
+
+func (o Opening) key() key { return key{o.Addr, o.Proto, o.Port} }
+
+// timeoutSeconds is the kernel timeout for d: whole seconds rounded up,
+// 0 for no limit.
+func timeoutSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// minutes is %MINUTES% for exec templates: whole minutes rounded up, 0 for
+// no limit.
+func minutes(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Minute - 1) / time.Minute)
+}
+
+// protoFromName accepts a protocol as a firewall prints it (name or
+// IANA number) and returns "tcp" or "udp".
+func protoFromName(s string) (string, bool) {
+	switch strings.ToLower(s) {
+	case "tcp", "6":
+		return "tcp", true
+	case "udp", "17":
+		return "udp", true
+	}
+	return "", false
 }

@@ -1,0 +1,301 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// maxIPSetTimeout is the largest element timeout ipset accepts, in
+// seconds (ipset 7: UINT_MAX/1000).
+const maxIPSetTimeout = 2147483
+
+// IPSet opens ports by adding "addr,proto:port" elements with a kernel
+// timeout to two hash:ip,port sets (SET for IPv4, SET6 for IPv6), matched
+// by one iptables/ip6tables rule at the top of INPUT. Openings expire in
+// the kernel on their own, also when the daemon is dead: the crash safety
+// of nftables for iptables users.
+//
+// Open and Close are one ipset invocation each.
+type IPSet struct {
+	r          Runner
+	set4, set6 string
+	mu         sync.Mutex
+}
+
+// NewIPSet returns the ipset backend with sets named set and set+"6"
+// (empty: DefaultSet).
+func NewIPSet(r Runner, set string) (*IPSet, error) {
+	if r == nil {
+		return nil, errors.New("ipset: no runner")
+	}
+	if set == "" {
+		set = DefaultSet
+	}
+	// IPSET_MAXNAMELEN is 32 with the terminating NUL; leave room for "6".
+	if len(set) > 30 {
+		return nil, fmt.Errorf("ipset set %q: at most 30 characters", set)
+	}
+	for i := 0; i < len(set); i++ {
+		c := set[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || (c == '-' || c == '.') && i > 0) {
+			return nil, fmt.Errorf("ipset set %q: only letters, digits, _ - . allowed", set)
+		}
+	}
+	return &IPSet{r: r, set4: set, set6: set + "6"}, nil
+}
+
+// Name is "ipset".
+func (b *IPSet) Name() string { return "ipset" }
+
+// recogniseIPSet is the one place where ipset's answers are recognised
+// (ipset 6 and 7).
+func recogniseIPSet(e *CmdError) error {
+	s := e.Stderr
+	switch {
+	case strings.Contains(s, "set with the same name already exists"),
+		strings.Contains(s, "it's already added"):
+		return ErrExists
+	case strings.Contains(s, "The set with the given name does not exist"),
+		strings.Contains(s, "it's not added"):
+		return ErrNotExist
+	}
+	return nil
+}
+
+// run classifies by tool: ipset's answers or iptables'.
+func (b *IPSet) run(ctx context.Context, argv ...string) ([]byte, error) {
+	out, err := b.r.Run(ctx, argv)
+	if argv[0] == "ipset" {
+		return out, classify(err, recogniseIPSet)
+	}
+	return out, classify(err, recogniseXtables)
+}
+
+type ipsetFamily struct {
+	set, family, tool string
+}
+
+func (b *IPSet) families() [2]ipsetFamily {
+	return [2]ipsetFamily{{b.set4, "inet", "iptables"}, {b.set6, "inet6", "ip6tables"}}
+}
+
+func (b *IPSet) setFor(o Opening) string {
+	if o.Addr.Is4() {
+		return b.set4
+	}
+	return b.set6
+}
+
+func ipsetElem(o Opening) string {
+	return o.Addr.String() + "," + o.Proto + ":" + strconv.Itoa(int(o.Port))
+}
+
+func (b *IPSet) createArgv(f ipsetFamily) []string {
+	// timeout 0: the set supports per-element timeouts, and an element
+	// added without one (or with 0) is permanent.
+	return []string{"ipset", "-exist", "create", f.set, "hash:ip,port", "family", f.family, "timeout", "0"}
+}
+
+func (b *IPSet) matchArgv(f ipsetFamily, op string) []string {
+	argv := []string{f.tool, "-w", op, "INPUT"}
+	if op == "-I" {
+		argv = append(argv, "1")
+	}
+	return append(argv, "-m", "set", "--match-set", f.set, "src,dst",
+		"-m", "comment", "--comment", commentPrefix+" ipset "+f.set, "-j", "ACCEPT")
+}
+
+func (b *IPSet) openArgv(o Opening) ([]string, error) {
+	s := timeoutSeconds(o.Timeout)
+	if s > maxIPSetTimeout {
+		return nil, fmt.Errorf("ipset open %s: timeout %v is longer than ipset's limit of %ds", o, o.Timeout, maxIPSetTimeout)
+	}
+	return []string{"ipset", "-exist", "add", b.setFor(o), ipsetElem(o), "timeout", strconv.FormatInt(s, 10)}, nil
+}
+
+func (b *IPSet) closeArgv(o Opening) []string {
+	return []string{"ipset", "-exist", "del", b.setFor(o), ipsetElem(o)}
+}
+
+// Check reports whether ipset, iptables and ip6tables are installed and
+// usable.
+func (b *IPSet) Check(ctx context.Context) error {
+	if _, err := b.run(ctx, "ipset", "version"); err != nil {
+		return checkError("ipset", err, "install the ipset package and run the daemon as root (CAP_NET_ADMIN)")
+	}
+	for _, tool := range xtablesTools {
+		if _, err := b.run(ctx, tool, "-w", "-n", "-L", "INPUT"); err != nil {
+			return checkError(tool, err, "install the iptables package and run the daemon as root (CAP_NET_ADMIN)")
+		}
+	}
+	return nil
+}
+
+// Setup creates both sets and the rule matching each at the top of INPUT;
+// it is idempotent.
+func (b *IPSet) Setup(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, f := range b.families() {
+		if _, err := b.run(ctx, b.createArgv(f)...); err != nil {
+			if errors.Is(err, ErrExists) {
+				return fmt.Errorf("ipset setup: set %s exists with another type or options (want hash:ip,port family %s timeout 0): %w", f.set, f.family, err)
+			}
+			return fmt.Errorf("ipset setup: %w", err)
+		}
+		if err := ensureRule(ctx, b.run, b.matchArgv(f, "-C"), b.matchArgv(f, "-I")); err != nil {
+			return fmt.Errorf("ipset setup: %w", err)
+		}
+	}
+	return nil
+}
+
+// Teardown removes the rules and destroys the sets. What is already gone
+// is not an error.
+func (b *IPSet) Teardown(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, f := range b.families() {
+		if err := deleteAll(ctx, b.run, b.matchArgv(f, "-D")); err != nil {
+			return fmt.Errorf("ipset teardown: %w", err)
+		}
+		if err := b.destroy(ctx, f.set); err != nil {
+			return fmt.Errorf("ipset teardown: %w", err)
+		}
+	}
+	return nil
+}
+
+// destroy destroys set. The kernel may release the reference of a just
+// deleted rule a moment later, so "in use" is retried briefly.
+func (b *IPSet) destroy(ctx context.Context, set string) error {
+	const tries = 20
+	for i := 0; ; i++ {
+		_, err := b.run(ctx, "ipset", "destroy", set)
+		if err == nil || errors.Is(err, ErrNotExist) {
+			return nil
+		}
+		var ce *CmdError
+		if i == tries-1 || !errors.As(err, &ce) || !strings.Contains(ce.Stderr, "in use by a kernel component") {
+			return err
+		}
+		t := time.NewTimer(25 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// Open adds o's element with its timeout, or refreshes the timeout when it
+// is there (-exist): one ipset invocation.
+func (b *IPSet) Open(ctx context.Context, o Opening) error {
+	o, err := o.normalize()
+	if err != nil {
+		return err
+	}
+	argv, err := b.openArgv(o)
+	if err != nil {
+		return err
+	}
+	if _, err := b.run(ctx, argv...); err != nil {
+		return fmt.Errorf("ipset open %s: %w", o, err)
+	}
+	return nil
+}
+
+// Close removes o's element; absent is not an error (-exist).
+func (b *IPSet) Close(ctx context.Context, o Opening) error {
+	o, err := o.normalize()
+	if err != nil {
+		return err
+	}
+	if _, err := b.run(ctx, b.closeArgv(o)...); err != nil {
+		return fmt.Errorf("ipset close %s: %w", o, err)
+	}
+	return nil
+}
+
+// List returns the elements of both sets; Timeout is the time the kernel
+// has left on each (0: none). A missing set holds nothing.
+func (b *IPSet) List(ctx context.Context) ([]Opening, error) {
+	var all []Opening
+	for _, f := range b.families() {
+		out, err := b.run(ctx, "ipset", "list", f.set, "-output", "save")
+		if errors.Is(err, ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ipset list: %w", err)
+		}
+		elems, err := parseIPSetSave(out, f.set)
+		if err != nil {
+			return nil, fmt.Errorf("ipset list %s: %w", f.set, err)
+		}
+		all = append(all, elems...)
+	}
+	return all, nil
+}
+
+// parseIPSetSave reads "ipset list SET -output save" (the same as "ipset
+// save SET"): a create line, then "add SET ADDR,PROTO:PORT [timeout N]".
+func parseIPSetSave(out []byte, set string) ([]Opening, error) {
+	var res []Opening
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != "add" || f[1] != set {
+			continue
+		}
+		o, err := parseIPSetElem(f[2])
+		if errors.Is(err, errForeign) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("line %q: %w", line, err)
+		}
+		for i := 3; i+1 < len(f); i += 2 {
+			if f[i] == "timeout" {
+				n, err := strconv.ParseInt(f[i+1], 10, 64)
+				if err != nil || n < 0 {
+					return nil, fmt.Errorf("line %q: bad timeout", line)
+				}
+				o.Timeout = time.Duration(n) * time.Second
+			}
+		}
+		res = append(res, o)
+	}
+	return res, nil
+}
+
+// parseIPSetElem reads "ADDR,PROTO:PORT" (a port without a protocol means
+// tcp in ipset's syntax).
+func parseIPSetElem(s string) (Opening, error) {
+	addr, pp, ok := strings.Cut(s, ",")
+	if !ok {
+		return Opening{}, fmt.Errorf("element %q: want ADDR,PROTO:PORT", s)
+	}
+	a, ok := parseHost(addr)
+	if !ok {
+		return Opening{}, fmt.Errorf("element %q: bad address", s)
+	}
+	proto, port, ok := strings.Cut(pp, ":")
+	if !ok {
+		proto, port = "tcp", pp
+	}
+	p, ok := protoFromName(proto)
+	if !ok {
+		return Opening{}, fmt.Errorf("element %q: protocol %q: %w", s, proto, errForeign)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return Opening{}, fmt.Errorf("element %q: bad port", s)
+	}
+	return Opening{Addr: a, Proto: p, Port: uint16(n)}, nil
+}

@@ -1,0 +1,455 @@
+package rules
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultSet is the base name of the sets the nftables and ipset backends
+// create: SET for IPv4 and SET6 for IPv6.
+const DefaultSet = "knockdaemon"
+
+// NFTables opens ports by adding "addr . proto . port" elements, with a
+// kernel timeout, to two sets in the admin's own table, matched by one
+// accept rule per family at the top of the admin's chain that drops.
+//
+// The rule must live in that chain: in nftables an accept in one base
+// chain does not override a drop in another base chain on the same hook.
+//
+// Open and Close are one nft invocation each, and each is one atomic
+// transaction, so an opening never half exists. Elements expire in the
+// kernel on their own, also when the daemon is dead.
+type NFTables struct {
+	r             Runner
+	family, table string
+	chain         string
+	sets          []nftSet // one per family the table can hold
+	mu            sync.Mutex
+}
+
+type nftSet struct {
+	name   string
+	v6     bool
+	tag    string // the rule's comment
+	typ    string // element type
+	saddr  string // "ip saddr" or "ip6 saddr"
+	family string // "ip" or "ip6"
+}
+
+// NewNFTables returns the nftables backend for the admin's table ("FAMILY
+// NAME", for example "inet filter"; family ip, ip6 or inet) and chain,
+// creating sets named set and set+"6" (empty: DefaultSet).
+func NewNFTables(r Runner, table, chain, set string) (*NFTables, error) {
+	if r == nil {
+		return nil, errors.New("nftables: no runner")
+	}
+	f := strings.Fields(table)
+	if len(f) != 2 {
+		return nil, fmt.Errorf("nftables table %q: want FAMILY NAME, for example \"inet filter\"", table)
+	}
+	family, name := f[0], f[1]
+	if family != "inet" && family != "ip" && family != "ip6" {
+		return nil, fmt.Errorf("nftables table %q: family %q, want inet, ip or ip6", table, family)
+	}
+	if chain == "" {
+		return nil, errors.New("nftables: no chain (nft_chain): name the admin's chain that drops")
+	}
+	if set == "" {
+		set = DefaultSet
+	}
+	for what, id := range map[string]string{"table": name, "chain": chain, "set": set + "6"} {
+		if err := validNftIdent(id); err != nil {
+			return nil, fmt.Errorf("nftables %s: %w", what, err)
+		}
+	}
+	b := &NFTables{r: r, family: family, table: name, chain: chain}
+	if family != "ip6" {
+		b.sets = append(b.sets, nftSet{name: set, tag: commentPrefix + " " + set,
+			typ: "ipv4_addr . inet_proto . inet_service", saddr: "ip saddr", family: "ip"})
+	}
+	if family != "ip" {
+		b.sets = append(b.sets, nftSet{name: set + "6", v6: true, tag: commentPrefix + " " + set + "6",
+			typ: "ipv6_addr . inet_proto . inet_service", saddr: "ip6 saddr", family: "ip6"})
+	}
+	return b, nil
+}
+
+// validNftIdent accepts nft's unquoted identifiers (scanner.l: a letter,
+// then letters, digits, / \ _ . -), at most 255 bytes, so a name can never
+// carry nft syntax.
+func validNftIdent(s string) error {
+	if s == "" || len(s) > 255 {
+		return fmt.Errorf("%q: want 1 to 255 characters", s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if i == 0 && !letter {
+			return fmt.Errorf("%q: must start with a letter", s)
+		}
+		if !letter && !(c >= '0' && c <= '9') && !strings.ContainsRune(`/\_.-`, rune(c)) {
+			return fmt.Errorf("%q: only letters, digits and / \\ _ . - allowed", s)
+		}
+	}
+	return nil
+}
+
+// Name is "nftables".
+func (b *NFTables) Name() string { return "nftables" }
+
+// recogniseNft is the one place where nft's answers are recognised
+// (nftables 0.9 to 1.1): netlink errors are printed as "Error: ...".
+func recogniseNft(e *CmdError) error {
+	s := e.Stderr
+	switch {
+	case strings.Contains(s, "Error: Could not process rule: No such file or directory"),
+		strings.Contains(s, "Error: No such file or directory"):
+		return ErrNotExist
+	case strings.Contains(s, "Error: Could not process rule: File exists"):
+		return ErrExists
+	}
+	return nil
+}
+
+func (b *NFTables) run(ctx context.Context, argv ...string) ([]byte, error) {
+	out, err := b.r.Run(ctx, argv)
+	return out, classify(err, recogniseNft)
+}
+
+func (b *NFTables) setFor(o Opening) (nftSet, error) {
+	for _, s := range b.sets {
+		if s.v6 == o.Addr.Is6() {
+			return s, nil
+		}
+	}
+	return nftSet{}, fmt.Errorf("nftables: table %s %s cannot hold %s (family %s)", b.family, b.table, o.Addr, b.family)
+}
+
+// element is "{ ADDR . PROTO . PORT [timeout Ns] }" as argv words.
+func element(o Opening, withTimeout bool) []string {
+	e := []string{"{", o.Addr.String(), ".", o.Proto, ".", strconv.Itoa(int(o.Port))}
+	if s := timeoutSeconds(o.Timeout); withTimeout && s > 0 {
+		e = append(e, "timeout", strconv.FormatInt(s, 10)+"s")
+	}
+	return append(e, "}")
+}
+
+// elementCmd appends "VERB element FAMILY TABLE SET { ... }".
+func (b *NFTables) elementCmd(argv []string, verb string, s nftSet, o Opening, withTimeout bool) []string {
+	argv = append(argv, verb, "element", b.family, b.table, s.name)
+	return append(argv, element(o, withTimeout)...)
+}
+
+// openArgv is one transaction: add (so that the delete cannot fail),
+// delete, add with the timeout. It creates the element or replaces it
+// with a fresh timeout on every kernel; nft 1.0.6 has no "destroy".
+func (b *NFTables) openArgv(o Opening) ([]string, error) {
+	s, err := b.setFor(o)
+	if err != nil {
+		return nil, err
+	}
+	argv := b.elementCmd([]string{"nft"}, "add", s, o, false)
+	argv = b.elementCmd(append(argv, ";"), "delete", s, o, false)
+	return b.elementCmd(append(argv, ";"), "add", s, o, true), nil
+}
+
+// closeArgv is one transaction: add then delete, which removes the
+// element whether it was there or not.
+func (b *NFTables) closeArgv(o Opening) ([]string, error) {
+	s, err := b.setFor(o)
+	if err != nil {
+		return nil, err
+	}
+	argv := b.elementCmd([]string{"nft"}, "add", s, o, false)
+	return b.elementCmd(append(argv, ";"), "delete", s, o, false), nil
+}
+
+func (b *NFTables) listChainArgv() []string {
+	return []string{"nft", "-j", "list", "chain", b.family, b.table, b.chain}
+}
+
+// Check reports whether nft is installed and the admin's table and chain
+// exist.
+func (b *NFTables) Check(ctx context.Context) error {
+	_, err := b.run(ctx, b.listChainArgv()...)
+	if errors.Is(err, ErrNotExist) {
+		return fmt.Errorf("nftables: chain %s in table %s %s does not exist: %w\nhint: create the table and the input chain that drops before starting knockdaemon (see examples/nftables.conf)", b.chain, b.family, b.table, err)
+	}
+	if err != nil {
+		return checkError("nft", err, "install the nftables package and run the daemon as root (CAP_NET_ADMIN)")
+	}
+	return nil
+}
+
+// nftRule is the part of a rule in "nft -j list chain" that Setup needs.
+type nftRule struct {
+	Handle  uint64 `json:"handle"`
+	Comment string `json:"comment"`
+}
+
+// ownRules lists the chain and returns the handles of the daemon's rules
+// per set tag.
+func (b *NFTables) ownRules(ctx context.Context) (map[string][]uint64, error) {
+	out, err := b.run(ctx, b.listChainArgv()...)
+	if err != nil {
+		return nil, err
+	}
+	return parseNftChain(out)
+}
+
+func parseNftChain(out []byte) (map[string][]uint64, error) {
+	var doc struct {
+		Nftables []struct {
+			Rule *nftRule `json:"rule"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return nil, fmt.Errorf("nftables: cannot parse nft -j output: %w", err)
+	}
+	own := make(map[string][]uint64)
+	for _, it := range doc.Nftables {
+		if it.Rule != nil && strings.HasPrefix(it.Rule.Comment, commentPrefix+" ") {
+			own[it.Rule.Comment] = append(own[it.Rule.Comment], it.Rule.Handle)
+		}
+	}
+	return own, nil
+}
+
+// setupArgv is the transaction Setup runs given the rules already there:
+// the sets (add is idempotent), the accept rule per family when missing,
+// and the removal of duplicated rules.
+func (b *NFTables) setupArgv(own map[string][]uint64) []string {
+	argv := []string{"nft"}
+	for i, s := range b.sets {
+		if i > 0 {
+			argv = append(argv, ";")
+		}
+		argv = append(argv, "add", "set", b.family, b.table, s.name,
+			"{", "type", s.typ, ";", "flags", "timeout", ";", "}")
+		handles := own[s.tag]
+		if len(handles) == 0 {
+			argv = append(argv, ";", "insert", "rule", b.family, b.table, b.chain,
+				s.saddr, ".", "meta", "l4proto", ".", "th", "dport", "@"+s.name,
+				"accept", "comment", `"`+s.tag+`"`)
+		}
+		for _, h := range handles[min(1, len(handles)):] {
+			argv = append(argv, ";", "delete", "rule", b.family, b.table, b.chain, "handle", strconv.FormatUint(h, 10))
+		}
+	}
+	return argv
+}
+
+// Setup creates the sets and inserts the accept rules at the top of the
+// admin's chain, once: it lists the chain first and leaves rules that are
+// already there in place. Two nft invocations.
+func (b *NFTables) Setup(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	own, err := b.ownRules(ctx)
+	if errors.Is(err, ErrNotExist) {
+		return fmt.Errorf("nftables setup: chain %s in table %s %s does not exist (the admin creates it): %w", b.chain, b.family, b.table, err)
+	}
+	if err != nil {
+		return fmt.Errorf("nftables setup: %w", err)
+	}
+	if _, err := b.run(ctx, b.setupArgv(own)...); err != nil {
+		if errors.Is(err, ErrExists) {
+			return fmt.Errorf("nftables setup: a set named %s exists with another type or flags: %w", b.sets[0].name, err)
+		}
+		return fmt.Errorf("nftables setup: %w", err)
+	}
+	return nil
+}
+
+// teardownArgv deletes the daemon's rules by handle and then its sets
+// ("add set" first, so that deleting a set that is not there cannot fail).
+func (b *NFTables) teardownArgv(own map[string][]uint64) []string {
+	argv := []string{"nft"}
+	sep := func() {
+		if len(argv) > 1 {
+			argv = append(argv, ";")
+		}
+	}
+	for _, s := range b.sets {
+		for _, h := range own[s.tag] {
+			sep()
+			argv = append(argv, "delete", "rule", b.family, b.table, b.chain, "handle", strconv.FormatUint(h, 10))
+		}
+	}
+	for _, s := range b.sets {
+		sep()
+		argv = append(argv, "add", "set", b.family, b.table, s.name,
+			"{", "type", s.typ, ";", "flags", "timeout", ";", "}", ";",
+			"delete", "set", b.family, b.table, s.name)
+	}
+	return argv
+}
+
+// Teardown deletes the daemon's rules and sets (and so every opening) in
+// one transaction. A missing table or chain leaves nothing to remove.
+func (b *NFTables) Teardown(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	own, err := b.ownRules(ctx)
+	if errors.Is(err, ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("nftables teardown: %w", err)
+	}
+	if _, err := b.run(ctx, b.teardownArgv(own)...); err != nil {
+		return fmt.Errorf("nftables teardown: %w", err)
+	}
+	return nil
+}
+
+// Open adds o's element with its timeout, or replaces it with a fresh
+// timeout when it is already there: one nft invocation.
+func (b *NFTables) Open(ctx context.Context, o Opening) error {
+	o, err := o.normalize()
+	if err != nil {
+		return err
+	}
+	argv, err := b.openArgv(o)
+	if err != nil {
+		return err
+	}
+	if _, err := b.run(ctx, argv...); err != nil {
+		return fmt.Errorf("nftables open %s: %w", o, err)
+	}
+	return nil
+}
+
+// Close removes o's element; absent is not an error. One nft invocation.
+func (b *NFTables) Close(ctx context.Context, o Opening) error {
+	o, err := o.normalize()
+	if err != nil {
+		return err
+	}
+	argv, err := b.closeArgv(o)
+	if err != nil {
+		return err
+	}
+	if _, err := b.run(ctx, argv...); err != nil {
+		return fmt.Errorf("nftables close %s: %w", o, err)
+	}
+	return nil
+}
+
+// List returns the elements of the daemon's sets; Timeout is the time the
+// kernel has left on each (0: none). A missing set holds nothing.
+func (b *NFTables) List(ctx context.Context) ([]Opening, error) {
+	var all []Opening
+	for _, s := range b.sets {
+		out, err := b.run(ctx, "nft", "-j", "list", "set", b.family, b.table, s.name)
+		if errors.Is(err, ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("nftables list: %w", err)
+		}
+		elems, err := parseNftSet(out)
+		if err != nil {
+			return nil, fmt.Errorf("nftables list %s: %w", s.name, err)
+		}
+		for _, o := range elems {
+			if o.Addr.Is6() == s.v6 {
+				all = append(all, o)
+			}
+		}
+	}
+	return all, nil
+}
+
+// parseNftSet reads the elements of "nft -j list set" output. An element
+// is either a bare {"concat": [...]} or {"elem": {"val": {"concat":
+// [...]}, "timeout": N, "expires": N}}.
+func parseNftSet(out []byte) ([]Opening, error) {
+	var doc struct {
+		Nftables []struct {
+			Set *struct {
+				Elem []json.RawMessage `json:"elem"`
+			} `json:"set"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return nil, fmt.Errorf("cannot parse nft -j output: %w", err)
+	}
+	var res []Opening
+	for _, it := range doc.Nftables {
+		if it.Set == nil {
+			continue
+		}
+		for _, raw := range it.Set.Elem {
+			o, err := parseNftElem(raw)
+			if errors.Is(err, errForeign) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			res = append(res, o)
+		}
+	}
+	return res, nil
+}
+
+type nftConcat struct {
+	Concat []json.RawMessage `json:"concat"`
+}
+
+func parseNftElem(raw json.RawMessage) (Opening, error) {
+	var wrapped struct {
+		Elem *struct {
+			Val     nftConcat `json:"val"`
+			Timeout float64   `json:"timeout"`
+			Expires float64   `json:"expires"`
+		} `json:"elem"`
+		nftConcat
+	}
+	if err := json.Unmarshal(raw, &wrapped); err != nil {
+		return Opening{}, fmt.Errorf("element %s: %w", raw, err)
+	}
+	parts, remaining := wrapped.Concat, 0.0
+	if wrapped.Elem != nil {
+		parts = wrapped.Elem.Val.Concat
+		remaining = wrapped.Elem.Expires
+		if remaining == 0 {
+			remaining = wrapped.Elem.Timeout
+		}
+	}
+	if len(parts) != 3 {
+		return Opening{}, fmt.Errorf("element %s: want addr . proto . port", raw)
+	}
+	var addr string
+	if err := json.Unmarshal(parts[0], &addr); err != nil {
+		return Opening{}, fmt.Errorf("element %s: address: %w", raw, err)
+	}
+	a, ok := parseHost(addr)
+	if !ok {
+		return Opening{}, fmt.Errorf("element %s: bad address %q", raw, addr)
+	}
+	// The protocol is a name ("tcp") or, for protocols without one, a number.
+	proto := strings.Trim(string(parts[1]), `"`)
+	p, ok := protoFromName(proto)
+	if !ok {
+		return Opening{}, fmt.Errorf("element %s: protocol %q: %w", raw, proto, errForeign)
+	}
+	port := strings.Trim(string(parts[2]), `"`)
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return Opening{}, fmt.Errorf("element %s: bad port %s", raw, port)
+	}
+	o := Opening{Addr: a, Proto: p, Port: uint16(n)}
+	if remaining > 0 && remaining < math.MaxInt64/float64(time.Second) {
+		o.Timeout = time.Duration(remaining * float64(time.Second))
+	}
+	return o, nil
+}
