@@ -1,0 +1,150 @@
+package logparse
+
+import "net/netip"
+
+// parseAddr reads an IPv4 address in dotted decimal or an IPv6 address.
+// The kernel prints IPv6 fully expanded (%pI6: eight groups of four hex
+// digits), which is parsed here without allocating; other IPv6 spellings
+// (compressed, embedded IPv4) go through netip.ParseAddr. Zones are
+// refused: a log line never carries one.
+func parseAddr(b []byte) (netip.Addr, bool) {
+	for _, c := range b {
+		if c == ':' {
+			return parseIP6(b)
+		}
+	}
+	return parseIP4(b)
+}
+
+func parseIP4(b []byte) (netip.Addr, bool) {
+	var a [4]byte
+	i := 0
+	for k := 0; k < 4; k++ {
+		if k > 0 {
+			if i >= len(b) || b[i] != '.' {
+				return netip.Addr{}, false
+			}
+			i++
+		}
+		start, v := i, 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 3 {
+			v = v*10 + int(b[i]-'0')
+			i++
+		}
+		n := i - start
+		if n == 0 || v > 255 || (n > 1 && b[start] == '0') {
+			return netip.Addr{}, false
+		}
+		a[k] = byte(v)
+	}
+	if i != len(b) {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(a), true
+}
+
+func parseIP6(b []byte) (netip.Addr, bool) {
+	var a [16]byte
+	i := 0
+	for k := 0; k < 8; k++ {
+		if k > 0 {
+			if i >= len(b) || b[i] != ':' {
+				return parseIP6Slow(b)
+			}
+			i++
+		}
+		start, v := i, 0
+		for i < len(b) && i-start < 4 {
+			d := unhex(b[i])
+			if d < 0 {
+				break
+			}
+			v = v<<4 | d
+			i++
+		}
+		if i == start {
+			return parseIP6Slow(b)
+		}
+		a[2*k], a[2*k+1] = byte(v>>8), byte(v)
+	}
+	if i != len(b) {
+		return parseIP6Slow(b)
+	}
+	return netip.AddrFrom16(a), true
+}
+
+func parseIP6Slow(b []byte) (netip.Addr, bool) {
+	if len(b) > 45 {
+		return netip.Addr{}, false
+	}
+	for _, c := range b {
+		if c == '%' {
+			return netip.Addr{}, false
+		}
+	}
+	a, err := netip.ParseAddr(string(b))
+	if err != nil || !a.Is6() {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// atou parses a decimal number of at most max; ok is false for an empty,
+// non-decimal or too large value.
+func atou(b []byte, max uint64) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+		if v > max {
+			return 0, false
+		}
+	}
+	return v, true
+}
+
+func isDigits(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isHex accepts hex digits with an optional 0x (TOS=0x00, MARK=0x1a; some
+// vendor kernels print TOS=00 or MARK=1a0000).
+func isHex(b []byte) bool {
+	if len(b) > 2 && b[0] == '0' && (b[1] == 'x' || b[1] == 'X') {
+		b = b[2:]
+	}
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if unhex(c) < 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,642 @@
+package logparse
+
+import (
+	"bytes"
+	"net/netip"
+)
+
+// Netfilter's nf_log_syslog (net/netfilter/nf_log_syslog.c, also behind
+// nftables "log") prints: PREFIX "IN=%s OUT=%s " [PHYSIN= PHYSOUT=]
+// [MAC=... | MACSRC= MACDST= [VPROTO= VID=] MACPROTO=] then the IP header
+// (SRC DST LEN TOS PREC TTL ID, flags CE DF MF, FRAG:, OPT (...) for IPv4;
+// SRC DST LEN TC HOPLIMIT FLOWLBL and extension headers for IPv6), then
+// "PROTO=" and the transport header (SPT DPT [SEQ ACK] WINDOW RES flags
+// URGP [OPT (...)] for TCP; SPT DPT LEN for UDP; TYPE CODE [ID SEQ |
+// PARAMETER | GATEWAY | MTU] and "[inner packet]" for ICMP errors), then
+// UID/GID and MARK. The prefix is up to 29 bytes (iptables) or 127 (nft)
+// of admin text and may look like anything, "IN=" included.
+
+var (
+	keySRC  = []byte("SRC=")
+	keyIN   = []byte("IN=")
+	keyIPFW = []byte("ipfw: ")
+	keyKern = []byte("kernel:")
+)
+
+// Parse fills h from one log line (no trailing newline). It returns nil
+// for a hit, ErrNotFirewall (cheap, no allocation) for an unrelated line,
+// a *LimitNotice for ipfw "limit N reached", and a *MalformedError naming
+// the reason for a firewall line it cannot trust.
+//
+// h is reset on every call except that its Prefix, In, Out and Action
+// strings are reused when the new line has the same text, so a caller that
+// passes the same Hit for every line parses repeated hits without
+// allocating.
+func Parse(line []byte, h *Hit) error {
+	if bytes.Index(line, keySRC) < 0 {
+		if bytes.Index(line, keyIPFW) < 0 {
+			return ErrNotFirewall
+		}
+		return parseIPFW(line, h)
+	}
+	anchor := findAnchor(line)
+	if anchor < 0 {
+		anchor = pveAnchor(line)
+	}
+	if anchor < 0 {
+		// "SRC=" without the kernel's "IN=... OUT=" pair: some other
+		// program's text, or the tail of a record broken over lines.
+		return ErrNotFirewall
+	}
+	return parseNetfilter(line, anchor, h)
+}
+
+// findAnchor returns the offset of the kernel's "IN=", the last "IN="
+// that is followed by one token and " OUT=". Nothing the kernel prints
+// after it matches that pattern (PHYSIN= is followed by PHYSOUT=, an ICMP
+// error's inner packet has no interfaces), so a prefix that contains
+// "IN=x OUT=y" cannot move the anchor.
+func findAnchor(s []byte) int {
+	best := -1
+	for off := 0; off < len(s); {
+		i := bytes.Index(s[off:], keyIN)
+		if i < 0 {
+			break
+		}
+		i += off
+		j := i + 3
+		for j < len(s) && s[j] != ' ' {
+			j++
+		}
+		if len(s)-j >= 5 && s[j+1] == 'O' && s[j+2] == 'U' && s[j+3] == 'T' && s[j+4] == '=' {
+			best = i
+		}
+		off = j
+	}
+	return best
+}
+
+func malformed(k Kind, reason string) error { return &MalformedError{Kind: k, Reason: reason} }
+
+// Field keys. Header keys may appear once before PROTO=, transport keys
+// once after it; LEN, ID and SEQ legitimately appear in both sections.
+const (
+	fIN = iota
+	fOUT
+	fPHYSIN
+	fPHYSOUT
+	fMAC
+	fMACSRC
+	fMACDST
+	fMACPROTO
+	fVPROTO
+	fVID
+	fSRC
+	fDST
+	fLEN
+	fTOS
+	fPREC
+	fTTL
+	fID
+	fTC
+	fHOPLIMIT
+	fFLOWLBL
+	fPROTO
+	fSPT
+	fDPT
+	fSEQ
+	fACK
+	fWINDOW
+	fRES
+	fURGP
+	fTYPE
+	fCODE
+	fPARAMETER
+	fGATEWAY
+	fMTU
+	fSPI
+	fUID
+	fGID
+	fMARK
+	fUnknown
+	// bare words, for the duplicate check
+	bCE
+	bDF
+	bMF
+	bFRAG
+	bINCOMPLETE
+	bOPT
+)
+
+func fieldKey(k []byte) int {
+	switch string(k) {
+	case "IN":
+		return fIN
+	case "OUT":
+		return fOUT
+	case "PHYSIN":
+		return fPHYSIN
+	case "PHYSOUT":
+		return fPHYSOUT
+	case "MAC":
+		return fMAC
+	case "MACSRC":
+		return fMACSRC
+	case "MACDST":
+		return fMACDST
+	case "MACPROTO":
+		return fMACPROTO
+	case "VPROTO":
+		return fVPROTO
+	case "VID":
+		return fVID
+	case "SRC":
+		return fSRC
+	case "DST":
+		return fDST
+	case "LEN":
+		return fLEN
+	case "TOS":
+		return fTOS
+	case "PREC":
+		return fPREC
+	case "TTL":
+		return fTTL
+	case "ID":
+		return fID
+	case "TC":
+		return fTC
+	case "HOPLIMIT":
+		return fHOPLIMIT
+	case "FLOWLBL":
+		return fFLOWLBL
+	case "PROTO":
+		return fPROTO
+	case "SPT":
+		return fSPT
+	case "DPT":
+		return fDPT
+	case "SEQ":
+		return fSEQ
+	case "ACK":
+		return fACK
+	case "WINDOW":
+		return fWINDOW
+	case "RES":
+		return fRES
+	case "URGP":
+		return fURGP
+	case "TYPE":
+		return fTYPE
+	case "CODE":
+		return fCODE
+	case "PARAMETER":
+		return fPARAMETER
+	case "GATEWAY":
+		return fGATEWAY
+	case "MTU":
+		return fMTU
+	case "SPI":
+		return fSPI
+	case "UID":
+		return fUID
+	case "GID":
+		return fGID
+	case "MARK":
+		return fMARK
+	}
+	return fUnknown
+}
+
+// headerOnly and transportOnly say in which section a key may appear.
+const (
+	headerOnly = 1<<fIN | 1<<fOUT | 1<<fPHYSIN | 1<<fPHYSOUT | 1<<fMAC | 1<<fMACSRC |
+		1<<fMACDST | 1<<fMACPROTO | 1<<fVPROTO | 1<<fVID | 1<<fSRC | 1<<fDST | 1<<fTOS |
+		1<<fPREC | 1<<fTTL | 1<<fTC | 1<<fHOPLIMIT | 1<<fFLOWLBL | 1<<fPROTO
+	transportOnly = 1<<fSPT | 1<<fDPT | 1<<fACK | 1<<fWINDOW | 1<<fRES | 1<<fURGP |
+		1<<fTYPE | 1<<fCODE | 1<<fPARAMETER | 1<<fGATEWAY | 1<<fMTU | 1<<fSPI |
+		1<<fUID | 1<<fGID | 1<<fMARK
+)
+
+var keyNames = [...]string{
+	fIN: "IN", fOUT: "OUT", fPHYSIN: "PHYSIN", fPHYSOUT: "PHYSOUT", fMAC: "MAC",
+	fMACSRC: "MACSRC", fMACDST: "MACDST", fMACPROTO: "MACPROTO", fVPROTO: "VPROTO",
+	fVID: "VID", fSRC: "SRC", fDST: "DST", fLEN: "LEN", fTOS: "TOS", fPREC: "PREC",
+	fTTL: "TTL", fID: "ID", fTC: "TC", fHOPLIMIT: "HOPLIMIT", fFLOWLBL: "FLOWLBL",
+	fPROTO: "PROTO", fSPT: "SPT", fDPT: "DPT", fSEQ: "SEQ", fACK: "ACK",
+	fWINDOW: "WINDOW", fRES: "RES", fURGP: "URGP", fTYPE: "TYPE", fCODE: "CODE",
+	fPARAMETER: "PARAMETER", fGATEWAY: "GATEWAY", fMTU: "MTU", fSPI: "SPI",
+	fUID: "UID", fGID: "GID", fMARK: "MARK", fUnknown: "?",
+	bCE: "CE", bDF: "DF", bMF: "MF", bFRAG: "FRAG", bINCOMPLETE: "INCOMPLETE", bOPT: "OPT",
+}
+
+func parseNetfilter(line []byte, anchor int, h *Hit) error {
+	oldPrefix, oldIn, oldOut := h.Prefix, h.In, h.Out
+	*h = Hit{Kind: Netfilter}
+	f, reason := parseFrame(line, h)
+	if reason != "" {
+		return malformed(Netfilter, reason)
+	}
+	if f.facility != facUnknown && f.facility != facKern {
+		return malformed(Netfilter, "the framing gives a facility other than kern")
+	}
+	start := len(line) - len(f.msg)
+	if anchor < start {
+		return malformed(Netfilter, "IN= inside the syslog header")
+	}
+	prefix := bytes.TrimSpace(line[start:anchor])
+	if bytes.Contains(prefix, keyKern) {
+		return malformed(Netfilter, "unrecognised header before the kernel tag")
+	}
+	if f.kmsg && bytes.IndexByte(prefix, '\\') >= 0 {
+		h.Prefix = string(unescapeKmsg(prefix))
+	} else if string(prefix) == oldPrefix {
+		h.Prefix = oldPrefix
+	} else {
+		h.Prefix = string(prefix)
+	}
+
+	s := line[anchor:]
+	var (
+		seen     [2]uint64
+		sec      int
+		src, dst netip.Addr
+		in, out  []byte
+		frag     bool
+		sawPorts int
+	)
+	i := 0
+	for i < len(s) {
+		if s[i] == ' ' {
+			i++
+			continue
+		}
+		switch s[i] {
+		case '[':
+			// an ICMP error's inner packet, or "INCOMPLETE [N bytes]"
+			if sec == 0 {
+				return malformed(Netfilter, "unexpected [ before PROTO=")
+			}
+			end := groupEnd(s, i)
+			if end < 0 {
+				return malformed(Netfilter, "unterminated [")
+			}
+			i = end
+			continue
+		case '(', ')', ']':
+			return malformed(Netfilter, "unexpected "+string(s[i]))
+		}
+		j := i
+		for j < len(s) && s[j] != ' ' && s[j] != '=' {
+			j++
+		}
+		if j == len(s) || s[j] == ' ' {
+			// a bare word
+			w := s[i:j]
+			i = j
+			if sec == 1 && h.Proto == ProtoTCP {
+				if fl := tcpFlag(w); fl != 0 {
+					if h.Flags&fl != 0 {
+						return malformed(Netfilter, "duplicate TCP flag "+string(w))
+					}
+					h.Flags |= fl
+					continue
+				}
+			}
+			b := -1
+			switch {
+			case string(w) == "OPT":
+				b = bOPT
+				for i < len(s) && s[i] == ' ' {
+					i++
+				}
+				if i >= len(s) || s[i] != '(' {
+					return malformed(Netfilter, "OPT without (")
+				}
+				end := groupEnd(s, i)
+				if end < 0 {
+					return malformed(Netfilter, "unterminated OPT (")
+				}
+				i = end
+				// IPv6 with old kernels: one OPT ( ) per extension header
+				if sec == 0 {
+					continue
+				}
+			case string(w) == "INCOMPLETE":
+				b = bINCOMPLETE
+				h.Incomplete = true
+			case sec == 0 && string(w) == "CE":
+				b = bCE
+			case sec == 0 && string(w) == "DF":
+				b = bDF
+			case sec == 0 && string(w) == "MF":
+				b = bMF
+			case sec == 0 && len(w) > 5 && string(w[:5]) == "FRAG:":
+				b = bFRAG
+				v, ok := atou(w[5:], 65535)
+				if !ok {
+					return malformed(Netfilter, "bad FRAG:")
+				}
+				frag = v != 0
+			case sec == 0 && len(w) > 3 && string(w[:3]) == "ID:":
+				// IPv6 fragment identification
+				if !isHex(w[3:]) {
+					return malformed(Netfilter, "bad ID:")
+				}
+				continue
+			default:
+				return malformed(Netfilter, "unexpected word "+quoteShort(w))
+			}
+			if seen[sec]&(1<<b) != 0 {
+				return malformed(Netfilter, "duplicate "+keyNames[b])
+			}
+			seen[sec] |= 1 << b
+			continue
+		}
+		// KEY=VALUE
+		key := s[i:j]
+		e := j + 1
+		for e < len(s) && s[e] != ' ' {
+			e++
+		}
+		val := s[j+1 : e]
+		i = e
+		k := fieldKey(key)
+		if k == fUnknown {
+			// A field this parser does not know (a newer kernel, a vendor
+			// patch): tolerated and ignored, never used.
+			if !isUpperKey(key) {
+				return malformed(Netfilter, "bad key "+quoteShort(key))
+			}
+			continue
+		}
+		if sec == 0 && transportOnly&(1<<k) != 0 {
+			return malformed(Netfilter, keyNames[k]+"= before PROTO=")
+		}
+		if sec == 1 && headerOnly&(1<<k) != 0 {
+			return malformed(Netfilter, keyNames[k]+"= after PROTO=")
+		}
+		if seen[sec]&(1<<k) != 0 {
+			return malformed(Netfilter, "duplicate "+keyNames[k]+"=")
+		}
+		seen[sec] |= 1 << k
+		ok := true
+		switch k {
+		case fIN, fOUT, fPHYSIN, fPHYSOUT:
+			ok = len(val) == 0 || validIfname(val)
+			if k == fIN {
+				in = val
+			} else if k == fOUT {
+				out = val
+			}
+		case fMAC, fMACSRC, fMACDST:
+			// not used; vendor and sanitised forms vary
+		case fSRC:
+			src, ok = parseAddr(val)
+		case fDST:
+			dst, ok = parseAddr(val)
+		case fGATEWAY:
+			_, ok = parseAddr(val)
+		case fLEN, fTTL, fID, fTC, fHOPLIMIT, fFLOWLBL, fSEQ, fACK, fWINDOW, fURGP,
+			fPARAMETER, fMTU, fUID, fGID, fVID:
+			ok = isDigits(val) && len(val) <= 10
+		case fTOS, fPREC, fRES, fMACPROTO, fVPROTO, fMARK, fSPI:
+			ok = isHex(val) && len(val) <= 10
+		case fPROTO:
+			sec = 1
+			h.Proto, ok = protoOf(val)
+		case fSPT, fDPT:
+			var v uint64
+			v, ok = atou(val, 65535)
+			if k == fSPT {
+				h.SrcPort = uint16(v)
+			} else {
+				h.DstPort = uint16(v)
+			}
+			sawPorts++
+			ok = ok && (h.Proto == ProtoTCP || h.Proto == ProtoUDP)
+		case fTYPE, fCODE:
+			var v uint64
+			v, ok = atou(val, 255)
+			if k == fTYPE {
+				h.ICMPType = uint8(v)
+			} else {
+				h.ICMPCode = uint8(v)
+			}
+			ok = ok && (h.Proto == ProtoICMP || h.Proto == ProtoICMPv6)
+		}
+		if !ok {
+			return malformed(Netfilter, "bad "+keyNames[k]+"= value "+quoteShort(val))
+		}
+	}
+
+	switch {
+	case seen[0]&(1<<fSRC) == 0 || seen[0]&(1<<fDST) == 0:
+		return malformed(Netfilter, "no SRC= or DST=")
+	case src.Is4() != dst.Is4():
+		return malformed(Netfilter, "SRC= and DST= of different families")
+	case seen[0]&(1<<fLEN) == 0:
+		return malformed(Netfilter, "no LEN=")
+	case src.Is4() && seen[0]&(1<<fTTL) == 0:
+		return malformed(Netfilter, "IPv4 without TTL=")
+	case src.Is6() && seen[0]&(1<<fHOPLIMIT) == 0:
+		return malformed(Netfilter, "IPv6 without HOPLIMIT=")
+	case seen[0]&(1<<fPROTO) == 0:
+		return malformed(Netfilter, "no PROTO=")
+	case h.Proto == ProtoICMP && !src.Is4(), h.Proto == ProtoICMPv6 && !src.Is6():
+		return malformed(Netfilter, "ICMP version does not match the address family")
+	}
+	noTransport := frag || h.Incomplete
+	switch h.Proto {
+	case ProtoTCP, ProtoUDP:
+		if sawPorts != 2 && !noTransport {
+			return malformed(Netfilter, "no SPT= and DPT=")
+		}
+		if frag && sawPorts != 0 {
+			return malformed(Netfilter, "ports on a non-first fragment")
+		}
+	case ProtoICMP, ProtoICMPv6:
+		if seen[1]&(1<<fTYPE|1<<fCODE) != 1<<fTYPE|1<<fCODE && !noTransport {
+			return malformed(Netfilter, "no ICMP TYPE= and CODE=")
+		}
+	}
+	h.Fragment = frag
+	h.Src, h.Dst = src, dst
+	h.In = reuse(oldIn, in)
+	h.Out = reuse(oldOut, out)
+	return nil
+}
+
+// reuse returns old when b spells it, avoiding a new string.
+func reuse(old string, b []byte) string {
+	if string(b) == old {
+		return old
+	}
+	switch string(b) {
+	case "":
+		return ""
+	case "lo":
+		return "lo"
+	case "eth0":
+		return "eth0"
+	}
+	return string(b)
+}
+
+// groupEnd returns the index just past the "(...)" or "[...]" group that
+// opens at s[i], or -1. Square brackets nest (an ICMP error's inner packet
+// may hold "INCOMPLETE [N bytes]"); parentheses hold hex or nothing.
+func groupEnd(s []byte, i int) int {
+	open := s[i]
+	if open == '(' {
+		e := bytes.IndexByte(s[i:], ')')
+		if e < 0 {
+			return -1
+		}
+		return i + e + 1
+	}
+	depth := 0
+	for k := i; k < len(s); k++ {
+		switch s[k] {
+		case '[':
+			depth++
+		case ']':
+			depth--
+			if depth == 0 {
+				return k + 1
+			}
+		}
+	}
+	return -1
+}
+
+func tcpFlag(w []byte) Flags {
+	switch string(w) {
+	case "FIN":
+		return FIN
+	case "SYN":
+		return SYN
+	case "RST":
+		return RST
+	case "PSH":
+		return PSH
+	case "ACK":
+		return ACK
+	case "URG":
+		return URG
+	case "ECE":
+		return ECE
+	case "CWR":
+		return CWR
+	}
+	return 0
+}
+
+func protoOf(v []byte) (Proto, bool) {
+	switch string(v) {
+	case "TCP":
+		return ProtoTCP, true
+	case "UDP":
+		return ProtoUDP, true
+	case "ICMP":
+		return ProtoICMP, true
+	case "ICMPv6":
+		return ProtoICMPv6, true
+	case "UDPLITE", "AH", "ESP", "SCTP":
+		return ProtoOther, true
+	}
+	_, ok := atou(v, 255)
+	return ProtoOther, ok
+}
+
+// validIfname accepts Linux interface names as they appear in logs: 1 to
+// 15 bytes of letters, digits, '_' and '-', optionally followed by VLAN
+// suffixes ".<digits>" (eth1.999, vmbr0.94).
+func validIfname(b []byte) bool {
+	if len(b) == 0 || len(b) > 15 {
+		return false
+	}
+	dot := false
+	for i, c := range b {
+		switch {
+		case c == '.':
+			if i == 0 || i == len(b)-1 || b[i-1] == '.' {
+				return false
+			}
+			dot = true
+		case isDigit(c):
+		case dot:
+			return false
+		case isLetter(c) || c == '_' || c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isUpperKey(k []byte) bool {
+	if len(k) == 0 || len(k) > 16 || !isLetter(k[0]) {
+		return false
+	}
+	for _, c := range k {
+		if !isLetter(c) && !isDigit(c) && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+func quoteShort(b []byte) string {
+	if len(b) > 32 {
+		b = b[:32]
+	}
+	out := make([]byte, 0, len(b)+2)
+	out = append(out, '"')
+	for _, c := range b {
+		if c < ' ' || c >= 0x7f || c == '"' || c == '\\' {
+			out = append(out, '\\', 'x', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+			continue
+		}
+		out = append(out, c)
+	}
+	return string(append(out, '"'))
+}
+
+// unescapeKmsg undoes /dev/kmsg's \xNN escaping of bytes below ' ', at or
+// above 0x7f, and of the backslash itself.
+func unescapeKmsg(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] == '\\' && i+3 < len(b) && b[i+1] == 'x' {
+			hi, lo := unhex(b[i+2]), unhex(b[i+3])
+			if hi >= 0 && lo >= 0 {
+				out = append(out, byte(hi<<4|lo))
+				i += 3
+				continue
+			}
+		}
+		out = append(out, b[i])
+	}
+	return out
+}
+
+// pveAnchor finds the fields of a pvefw-logger line, which may lack IN=
+// or OUT=: the first token after its header that starts with either.
+func pveAnchor(line []byte) int {
+	var scratch Hit
+	msg, ok := pveHeader(line, &scratch)
+	if !ok {
+		return -1
+	}
+	start := len(line) - len(msg)
+	for i := 0; i < len(msg); i++ {
+		if i > 0 && msg[i-1] != ' ' {
+			continue
+		}
+		if bytes.HasPrefix(msg[i:], keyIN) || bytes.HasPrefix(msg[i:], []byte("OUT=")) {
+			return start + i
+		}
+	}
+	return -1
+}

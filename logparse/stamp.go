@@ -1,0 +1,234 @@
+package logparse
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Stamps without a zone (RFC 3164, journalctl short, dmesg -T) are read as
+// UTC wall-clock time, and stamps without a year get year 0: Hit.Time is
+// informational, the daemon times sequences by arrival.
+
+// syslogTime reads, followed by a space: RFC 3339 ("2026-11-21T05:20:44.123456+00:00",
+// journalctl's "+0000", dmesg's "," fraction); "Mmm dd hh:mm:ss[.frac]"
+// (RFC 3164, journalctl short and short-precise; the day may be " 3", "3"
+// or "03"); and "yyyy Mmm dd hh:mm:ss".
+func syslogTime(p []byte, h *Hit) ([]byte, bool) {
+	if len(p) < 15 {
+		return nil, false
+	}
+	if isDigit(p[0]) {
+		if p[4] == '-' {
+			rest, ok := rfc3339(p, h)
+			if !ok || len(rest) == 0 || rest[0] != ' ' {
+				return nil, false
+			}
+			return rest, true
+		}
+		if p[4] == ' ' {
+			y, ok := atou(p[:4], 9999)
+			if !ok {
+				return nil, false
+			}
+			rest, ok := bsdTime(p[5:], int(y), h)
+			return rest, ok
+		}
+		return nil, false
+	}
+	return bsdTime(p, 0, h)
+}
+
+func bsdTime(p []byte, year int, h *Hit) ([]byte, bool) {
+	if len(p) < 14 || p[3] != ' ' {
+		return nil, false
+	}
+	mon := month(p[:3])
+	if mon == 0 {
+		return nil, false
+	}
+	i := 4
+	if p[i] == ' ' {
+		i++
+	}
+	day, i, ok := num(p, i, 1, 2)
+	if !ok || day < 1 || day > 31 || i >= len(p) || p[i] != ' ' {
+		return nil, false
+	}
+	hh, mm, ss, ns, i, ok := clock(p, i+1)
+	if !ok || i >= len(p) || p[i] != ' ' {
+		return nil, false
+	}
+	h.Time = time.Date(year, time.Month(mon), day, hh, mm, ss, ns, time.UTC)
+	return p[i:], true
+}
+
+// rfc3339 reads an RFC 3339 date-time and returns what follows it.
+func rfc3339(p []byte, h *Hit) ([]byte, bool) {
+	if len(p) < 19 || p[4] != '-' || p[7] != '-' || (p[10] != 'T' && p[10] != ' ') {
+		return nil, false
+	}
+	y, ok1 := atou(p[0:4], 9999)
+	mo, ok2 := atou(p[5:7], 12)
+	d, ok3 := atou(p[8:10], 31)
+	if !ok1 || !ok2 || !ok3 || mo == 0 || d == 0 {
+		return nil, false
+	}
+	hh, mm, ss, ns, i, ok := clock(p, 11)
+	if !ok || i >= len(p) {
+		return nil, false
+	}
+	loc := time.UTC
+	switch p[i] {
+	case 'Z', 'z':
+		i++
+	case '+', '-':
+		sign := 1
+		if p[i] == '-' {
+			sign = -1
+		}
+		i++
+		oh, j, ok := num(p, i, 2, 2)
+		if !ok || oh > 23 {
+			return nil, false
+		}
+		if j < len(p) && p[j] == ':' {
+			j++
+		}
+		om, j, ok := num(p, j, 2, 2)
+		if !ok || om > 59 {
+			return nil, false
+		}
+		i = j
+		if off := sign * (oh*3600 + om*60); off != 0 {
+			loc = fixedZone(off)
+		}
+	default:
+		return nil, false
+	}
+	h.Time = time.Date(int(y), time.Month(mo), int(d), hh, mm, ss, ns, loc)
+	return p[i:], true
+}
+
+// dmesgCtime reads dmesg -T's "[Sat Nov 21 05:20:44 2026] ".
+func dmesgCtime(p []byte, h *Hit) ([]byte, bool) {
+	if len(p) < 26 || p[0] != '[' || p[4] != ' ' || !isLetter(p[1]) {
+		return nil, false
+	}
+	q := p[5:]
+	if len(q) < 21 || q[3] != ' ' {
+		return nil, false
+	}
+	mon := month(q[:3])
+	if mon == 0 {
+		return nil, false
+	}
+	i := 4
+	if q[i] == ' ' {
+		i++
+	}
+	day, i, ok := num(q, i, 1, 2)
+	if !ok || day < 1 || day > 31 || i >= len(q) || q[i] != ' ' {
+		return nil, false
+	}
+	hh, mm, ss, ns, i, ok := clock(q, i+1)
+	if !ok || i+6 > len(q) || q[i] != ' ' || q[i+5] != ']' {
+		return nil, false
+	}
+	y, ok := atou(q[i+1:i+5], 9999)
+	if !ok {
+		return nil, false
+	}
+	h.Time = time.Date(int(y), time.Month(mon), day, hh, mm, ss, ns, time.UTC)
+	rest := q[i+6:]
+	if len(rest) > 0 && rest[0] == ' ' {
+		rest = rest[1:]
+	}
+	return rest, true
+}
+
+// clock reads "hh:mm:ss" with an optional "." or "," fraction of up to nine digits.
+func clock(p []byte, i int) (hh, mm, ss, ns, next int, ok bool) {
+	if hh, i, ok = num(p, i, 2, 2); !ok || hh > 23 || i >= len(p) || p[i] != ':' {
+		return 0, 0, 0, 0, 0, false
+	}
+	if mm, i, ok = num(p, i+1, 2, 2); !ok || mm > 59 || i >= len(p) || p[i] != ':' {
+		return 0, 0, 0, 0, 0, false
+	}
+	if ss, i, ok = num(p, i+1, 2, 2); !ok || ss > 60 {
+		return 0, 0, 0, 0, 0, false
+	}
+	if i < len(p) && (p[i] == '.' || p[i] == ',') {
+		s := i + 1
+		j := s
+		for j < len(p) && isDigit(p[j]) {
+			j++
+		}
+		if j == s || j-s > 9 {
+			return 0, 0, 0, 0, 0, false
+		}
+		v, _ := atou(p[s:j], 999999999)
+		for k := j - s; k < 9; k++ {
+			v *= 10
+		}
+		ns, i = int(v), j
+	}
+	return hh, mm, ss, ns, i, true
+}
+
+// num reads between lo and hi decimal digits at p[i:].
+func num(p []byte, i, lo, hi int) (v, next int, ok bool) {
+	s := i
+	for i < len(p) && i-s < hi && isDigit(p[i]) {
+		v = v*10 + int(p[i]-'0')
+		i++
+	}
+	return v, i, i-s >= lo
+}
+
+func month(b []byte) int {
+	switch string(b) {
+	case "Jan":
+		return 1
+	case "Feb":
+		return 2
+	case "Mar":
+		return 3
+	case "Apr":
+		return 4
+	case "May":
+		return 5
+	case "Jun":
+		return 6
+	case "Jul":
+		return 7
+	case "Aug":
+		return 8
+	case "Sep":
+		return 9
+	case "Oct":
+		return 10
+	case "Nov":
+		return 11
+	case "Dec":
+		return 12
+	}
+	return 0
+}
+
+func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
+func isLetter(c byte) bool { return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' }
+
+// lastZone caches the most recent fixed zone: a log carries one or two
+// offsets, and time.FixedZone allocates.
+var lastZone atomic.Pointer[time.Location]
+
+func fixedZone(off int) *time.Location {
+	if l := lastZone.Load(); l != nil {
+		if _, o := time.Date(2000, 1, 1, 0, 0, 0, 0, l).Zone(); o == off {
+			return l
+		}
+	}
+	l := time.FixedZone("", off)
+	lastZone.Store(l)
+	return l
+}
