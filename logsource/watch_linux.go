@@ -1,0 +1,91 @@
+package logsource
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// watcher wakes the File source when something happens in the log's
+// directory to a name that starts with the log's base name (the log, its
+// rotated siblings). It is only a wake-up: every decision is taken from
+// stat and read results, so a lost or coalesced event costs at most one
+// poll interval.
+type watcher struct {
+	f    *os.File
+	fd   int
+	dir  string
+	base []byte
+	C    chan struct{}
+	done chan struct{}
+}
+
+const watchMask = unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE | unix.IN_CREATE |
+	unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+
+func newWatcher(dir, base string) (*watcher, error) {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("inotify_init1", err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, dir, watchMask); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("inotify_add_watch "+dir, err)
+	}
+	w := &watcher{
+		f:    os.NewFile(uintptr(fd), "inotify"),
+		fd:   fd,
+		dir:  dir,
+		base: []byte(base),
+		C:    make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+	go w.loop()
+	return w, nil
+}
+
+func (w *watcher) loop() {
+	defer close(w.done)
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := w.f.Read(buf)
+		if err != nil {
+			return
+		}
+		if w.relevant(buf[:n]) {
+			select {
+			case w.C <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// relevant parses struct inotify_event records (inotify(7)).
+func (w *watcher) relevant(b []byte) bool {
+	for len(b) >= unix.SizeofInotifyEvent {
+		mask := binary.NativeEndian.Uint32(b[4:8])
+		end := unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(b[12:16]))
+		if end > len(b) {
+			return true
+		}
+		name := bytes.TrimRight(b[unix.SizeofInotifyEvent:end], "\x00")
+		if mask&(unix.IN_Q_OVERFLOW|unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0 ||
+			len(name) == 0 || bytes.HasPrefix(name, w.base) {
+			return true
+		}
+		b = b[end:]
+	}
+	return false
+}
+
+// refresh re-adds the watch, for a directory that was removed and made
+// again; on a live watch it changes nothing.
+func (w *watcher) refresh() { _, _ = unix.InotifyAddWatch(w.fd, w.dir, watchMask) }
+
+func (w *watcher) close() {
+	w.f.Close()
+	<-w.done
+}
