@@ -399,17 +399,23 @@ func (c *Config) validate(pos []keyPos, add func(int, string, ...any)) {
 			add(at("knock."+dv.key), "knock.%s must be positive", dv.key)
 		}
 	}
-	if k.MaxSkew.Duration > 24*time.Hour {
-		add(at("knock.max_skew"), "knock.max_skew %s is more than a day", k.MaxSkew)
+	if k.MaxSkew.Duration > time.Hour {
+		add(at("knock.max_skew"), "knock.max_skew %s: at most 1h (each 30s is another window to try per key)", k.MaxSkew)
 	}
-	if k.LockoutFailures < 1 {
-		add(at("knock.lockout_failures"), "knock.lockout_failures must be at least 1")
+	if k.SequenceTimeout.Duration > time.Hour {
+		add(at("knock.sequence_timeout"), "knock.sequence_timeout %s: at most 1h", k.SequenceTimeout)
 	}
-	if k.MaxSources < 1 || k.MaxSources > 1<<24 {
-		add(at("knock.max_sources"), "knock.max_sources %d: want 1..16777216", k.MaxSources)
+	if k.Lockout.Duration > 24*time.Hour {
+		add(at("knock.lockout"), "knock.lockout %s: at most 24h", k.Lockout)
 	}
-	if k.MaxHits < 8 || k.MaxHits > 1024 {
-		add(at("knock.max_hits"), "knock.max_hits %d: want 8..1024 (a sequence is 8 knocks)", k.MaxHits)
+	if k.LockoutFailures < 1 || k.LockoutFailures > 255 {
+		add(at("knock.lockout_failures"), "knock.lockout_failures %d: want 1..255", k.LockoutFailures)
+	}
+	if k.MaxSources < 1 || k.MaxSources > 1<<22 {
+		add(at("knock.max_sources"), "knock.max_sources %d: want 1..4194304", k.MaxSources)
+	}
+	if k.MaxHits < 8 || k.MaxHits > 255 {
+		add(at("knock.max_hits"), "knock.max_hits %d: want 8..255 (a sequence is 8 knocks)", k.MaxHits)
 	}
 
 	b := &c.Backend
