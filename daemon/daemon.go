@@ -1,0 +1,617 @@
+// Package daemon wires knockdaemon's stages together: log source ->
+// logparse -> prefix and flag filter -> knock.Assembler -> cipher.Decoder
+// -> per-user policy -> replay cache -> grant.Manager -> rules backend, with
+// the state file, the control socket and configuration reloads around it.
+//
+// The pipeline runs on the source's single emit goroutine; a line that is
+// not a knock costs no allocation. Grant expiry and close retries run on the
+// grant manager's timers; the control socket answers on its own goroutines.
+// The configuration that can change on reload (keys, users, filters) is one
+// immutable snapshot swapped atomically.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/knockdaemon/knock/cipher"
+	"github.com/knockdaemon/knock/config"
+	"github.com/knockdaemon/knock/grant"
+	"github.com/knockdaemon/knock/internal/clock"
+	"github.com/knockdaemon/knock/knock"
+	"github.com/knockdaemon/knock/logparse"
+	"github.com/knockdaemon/knock/logsource"
+	"github.com/knockdaemon/knock/rules"
+	"github.com/knockdaemon/knock/state"
+)
+
+// Options are what New needs. Config, Keys, Source and Backend are
+// required.
+type Options struct {
+	Config  *config.Config
+	Keys    []cipher.Key // from Config.LoadKeys, in user order
+	Source  logsource.Source
+	Backend rules.Backend
+	Clock   clock.Clock  // nil: the wall clock
+	Logger  *slog.Logger // nil: discard
+	// LogLevel, when set, is adjusted on reload to the new log_level.
+	LogLevel *slog.LevelVar
+	// PositionInterval is how often the log position is written when only
+	// it changed (default 1s).
+	PositionInterval time.Duration
+	// RetryMin and RetryMax bound the backoff of failed closes (defaults
+	// 1s and 60s).
+	RetryMin, RetryMax time.Duration
+	// NoControl disables the control socket (tests of the pipeline alone).
+	NoControl bool
+}
+
+// settings is the part of the configuration that a reload may change.
+type settings struct {
+	cfg     *config.Config
+	users   []*config.User // by key index
+	decoder *cipher.Decoder
+	prefix  string
+	udp     bool
+	set     logparse.Flags
+	clear   logparse.Flags
+	base    uint16
+}
+
+// Daemon is one running knockdaemon.
+type Daemon struct {
+	opt     Options
+	clk     clock.Clock
+	log     *slog.Logger
+	backend rules.Backend
+	source  logsource.Source
+
+	cur    atomic.Pointer[settings]
+	asm    *knock.Assembler
+	grants *grant.Manager
+	replay *replayCache
+	sw     *state.Writer[State]
+
+	ctr      counters
+	started  time.Time
+	hit      logparse.Hit // the pipeline goroutine's reusable hit
+	reloadMu sync.Mutex
+
+	posMu    sync.Mutex
+	pos      logsource.Position // just past the last line handled
+	savedPos logsource.Position
+
+	stateBroken atomic.Bool // the last state write failed
+}
+
+// counters are the daemon's statistics, for status.
+type counters struct {
+	lines, firewall, malformed, hits, candidates, accepted, lockouts atomic.Uint64
+	rejected                                                        [numReasons]atomic.Uint64
+	opened, extended, closed, openFailed                            atomic.Uint64
+}
+
+// Rejection reasons, as logged (docs/ARCHITECTURE.md).
+const (
+	rCheck = iota
+	rPort0
+	rNoKey
+	rPolicyPort
+	rPolicyTime
+	rPolicyDelegation
+	rPolicySource
+	rReplay
+	rLockout
+	numReasons
+)
+
+var reasonNames = [numReasons]string{"check", "port0", "nokey", "policy_port", "policy_time",
+	"policy_delegation", "policy_source", "replay", "lockout"}
+
+func reasonIndex(r config.Reason) int {
+	switch r {
+	case config.PolicyPort:
+		return rPolicyPort
+	case config.PolicyTime:
+		return rPolicyTime
+	case config.PolicyDelegation:
+		return rPolicyDelegation
+	case config.PolicySource:
+		return rPolicySource
+	}
+	return rCheck
+}
+
+// New builds a daemon: it checks the options, builds the stages and loads
+// nothing yet (Run restores the state).
+func New(opt Options) (*Daemon, error) {
+	if opt.Config == nil || opt.Source == nil || opt.Backend == nil {
+		return nil, errors.New("daemon: config, source and backend are required")
+	}
+	if opt.Clock == nil {
+		opt.Clock = clock.Real{}
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.PositionInterval <= 0 {
+		opt.PositionInterval = time.Second
+	}
+	d := &Daemon{opt: opt, clk: opt.Clock, log: opt.Logger, backend: opt.Backend, source: opt.Source,
+		replay: newReplayCache(defaultReplayMax)}
+	s, err := newSettings(opt.Config, opt.Keys)
+	if err != nil {
+		return nil, err
+	}
+	d.cur.Store(s)
+	k := opt.Config.Knock
+	d.asm, err = knock.New(knock.Config{
+		Base:            uint16(k.Base),
+		SequenceTimeout: k.SequenceTimeout.Duration,
+		MaxSources:      k.MaxSources,
+		MaxHits:         k.MaxHits,
+		LockoutFailures: k.LockoutFailures,
+		Lockout:         k.Lockout.Duration,
+	}, d.clk)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	d.sw = state.NewWriter(opt.Config.Daemon.StateFile, State{Version: StateVersion}, state.WriterOptions{
+		Clock:    d.clk,
+		Interval: opt.PositionInterval,
+		OnError: func(err error) {
+			d.stateBroken.Store(true)
+			d.log.Error("cannot write the state file; carrying on from memory and retrying", "err", err)
+		},
+		OnRecover: func() {
+			d.stateBroken.Store(false)
+			d.log.Info("state file written again", "path", opt.Config.Daemon.StateFile)
+		},
+	})
+	d.grants, err = grant.New(grant.Config{
+		Backend:  opt.Backend,
+		Clock:    d.clk,
+		Logger:   d.log,
+		Persist:  d.persistGrants,
+		RetryMin: opt.RetryMin,
+		RetryMax: opt.RetryMax,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	return d, nil
+}
+
+func newSettings(c *config.Config, keys []cipher.Key) (*settings, error) {
+	if len(keys) != len(c.Users) {
+		return nil, fmt.Errorf("daemon: %d keys for %d users", len(keys), len(c.Users))
+	}
+	s := &settings{
+		cfg:     c,
+		decoder: cipher.NewDecoder(keys, c.Knock.MaxSkew.Duration),
+		prefix:  c.Source.Prefix,
+		udp:     c.Knock.UDP,
+		set:     c.Knock.FlagsSet,
+		clear:   c.Knock.FlagsClear,
+		base:    uint16(c.Knock.Base),
+	}
+	for i := range c.Users {
+		if keys[i].Name != c.Users[i].Name {
+			return nil, fmt.Errorf("daemon: key %d is %q, user is %q", i, keys[i].Name, c.Users[i].Name)
+		}
+		s.users = append(s.users, &c.Users[i])
+	}
+	return s, nil
+}
+
+// persistGrants is the grant manager's Persist: grants are written before
+// an open or close is reported.
+func (d *Daemon) persistGrants(gs []grant.Grant) error {
+	err := d.sw.UpdateNow(func(s *State) { s.Grants = gs })
+	d.noteStateErr(err)
+	return err
+}
+
+func (d *Daemon) noteStateErr(err error) {
+	if err != nil {
+		if !d.stateBroken.Swap(true) {
+			d.log.Error("cannot write the state file; carrying on from memory and retrying", "err", err)
+		}
+	}
+}
+
+// Run restores the state, prepares the firewall, serves the control
+// socket and follows the log until ctx ends or the source fails. On the way
+// out it closes every opening when close_on_exit is set and flushes the
+// state. The returned error is nil after a clean stop.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.started = d.clk.Now()
+	cfg := d.cur.Load().cfg
+	st, err := d.restoreState()
+	if err != nil {
+		return err
+	}
+	if err := d.backend.Setup(ctx); err != nil {
+		d.grants.Stop()
+		return fmt.Errorf("firewall setup (%s): %w", d.backend.Name(), err)
+	}
+	if err := d.grants.Restore(ctx, st.Grants); err != nil {
+		d.log.Warn("some saved grants were skipped", "err", err)
+	}
+	if ps, ok := d.source.(interface{ SetPosition(logsource.Position) }); ok && st.Position != (logsource.Position{}) {
+		ps.SetPosition(st.Position)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	if !d.opt.NoControl {
+		ctl, err := listenControl(cfg.Daemon.ControlSocket)
+		if err != nil {
+			d.grants.Stop()
+			return err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); d.serveControl(runCtx, ctl) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); d.positionLoop(runCtx) }()
+
+	d.log.Info("knockdaemon running", "source", d.source.String(), "backend", d.backend.Name(),
+		"users", len(cfg.Users), "grants", len(st.Grants), "state", cfg.Daemon.StateFile)
+	srcErr := d.source.Run(runCtx, d.handleLine)
+	cancel()
+	wg.Wait()
+	if ctx.Err() == nil && srcErr == nil {
+		d.log.Info("log source ended", "source", d.source.String())
+	}
+	return errors.Join(srcErrIfReal(srcErr, ctx), d.shutdown())
+}
+
+func srcErrIfReal(err error, ctx context.Context) error {
+	if err == nil || errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("log source: %w", err)
+}
+
+func (d *Daemon) restoreState() (State, error) {
+	cfg := d.cur.Load().cfg
+	path := cfg.Daemon.StateFile
+	_ = state.RemoveStaleTemps(path)
+	st, err := LoadState(path)
+	if err != nil {
+		var ve *state.VersionError
+		if errors.As(err, &ve) {
+			return st, err
+		}
+		// A corrupt file must not stop the daemon from closing what it
+		// can: keep it aside, start from what the firewall lists.
+		aside := path + ".corrupt"
+		d.log.Error("state file unreadable; moved aside, reconciling from the firewall", "err", err, "moved_to", aside)
+		_ = renameAside(path, aside)
+		st = State{Version: StateVersion}
+	}
+	now := d.clk.Now()
+	for _, e := range st.Replay {
+		b, err := parseBlock(e.Block)
+		if err != nil || now.After(e.Until) {
+			continue
+		}
+		d.replay.Add(e.User, b, e.Until, now)
+	}
+	d.posMu.Lock()
+	d.pos, d.savedPos = st.Position, st.Position
+	d.posMu.Unlock()
+	d.sw.View(func(s *State) {
+		s.Version = StateVersion
+		s.Grants = st.Grants
+		s.Replay = d.replay.Entries(now)
+		s.Position = st.Position
+	})
+	return st, nil
+}
+
+func (d *Daemon) shutdown() error {
+	cfg := d.cur.Load().cfg
+	var errs []error
+	if cfg.Daemon.CloseOnExit {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := d.grants.CloseAll(ctx); err != nil {
+			d.log.Error("openings left in the firewall at exit; the next start closes them", "err", err)
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	d.grants.Stop()
+	d.asm.Close()
+	d.savePosition()
+	if err := d.sw.Close(); err != nil {
+		d.log.Error("final state write failed", "err", err)
+		errs = append(errs, fmt.Errorf("state file: %w", err))
+	}
+	d.log.Info("knockdaemon stopped", "close_on_exit", cfg.Daemon.CloseOnExit)
+	return errors.Join(errs...)
+}
+
+// positionLoop writes the log position when it moved, coalesced, and
+// prunes the replay cache.
+func (d *Daemon) positionLoop(ctx context.Context) {
+	t := time.NewTicker(d.opt.PositionInterval)
+	defer t.Stop()
+	prune := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.savePosition()
+			if prune++; prune >= 60 {
+				prune = 0
+				d.replay.Prune(d.clk.Now())
+			}
+		}
+	}
+}
+
+func (d *Daemon) savePosition() {
+	d.posMu.Lock()
+	pos := d.pos
+	changed := pos != d.savedPos
+	d.savedPos = pos
+	d.posMu.Unlock()
+	if changed {
+		d.sw.Update(func(s *State) { s.Position = pos })
+	}
+}
+
+func (d *Daemon) notePos(p logsource.Position) {
+	if p == (logsource.Position{}) {
+		return
+	}
+	d.posMu.Lock()
+	d.pos = p
+	d.posMu.Unlock()
+}
+
+// handleLine is the pipeline for one line. It runs on the source's emit
+// goroutine only.
+func (d *Daemon) handleLine(l logsource.Line) {
+	d.ctr.lines.Add(1)
+	d.notePos(l.Pos)
+	h := &d.hit
+	if err := logparse.Parse(l.Text, h); err != nil {
+		if err != logparse.ErrNotFirewall {
+			d.ctr.malformed.Add(1)
+			if d.log.Enabled(context.Background(), slog.LevelDebug) {
+				d.log.Debug("malformed firewall line", "err", err)
+			}
+		}
+		return
+	}
+	d.ctr.firewall.Add(1)
+	s := d.cur.Load()
+	if !strings.HasPrefix(h.Prefix, s.prefix) {
+		return
+	}
+	if h.DstPort < s.base || int(h.DstPort) > int(s.base)+255 {
+		return
+	}
+	var proto knock.Proto
+	switch h.Proto {
+	case logparse.ProtoTCP:
+		if h.Flags&s.set != s.set || h.Flags&s.clear != 0 {
+			return
+		}
+		proto = knock.TCP
+	case logparse.ProtoUDP:
+		if !s.udp {
+			return
+		}
+		proto = knock.UDP
+	default:
+		return
+	}
+	d.ctr.hits.Add(1)
+	now := l.Received
+	if now.IsZero() {
+		now = d.clk.Now()
+	}
+	res, err := d.asm.Add(knock.Hit{Src: h.Src, Proto: proto, SrcPort: h.SrcPort, DstPort: h.DstPort, Time: now})
+	if err != nil || res.Outcome != knock.Candidate {
+		return
+	}
+	d.ctr.candidates.Add(1)
+	d.decide(s, h.Src.Unmap(), res.Candidate, now)
+}
+
+// decide runs one candidate through the decoder, the policies and the
+// replay cache, and applies an accepted request.
+func (d *Daemon) decide(s *settings, src netip.Addr, block [8]byte, now time.Time) {
+	var (
+		acc      cipher.Match
+		accepted bool
+		reason   = -1
+		refused  cipher.Match
+	)
+	res := s.decoder.Decode(block, now, func(m cipher.Match) bool {
+		u := s.users[m.Key]
+		if r := u.Policy.Check(src, m.Request.Allow, m.Request.Port, m.Request.Time); r != config.Allowed {
+			if reason < 0 {
+				reason, refused = reasonIndex(r), m
+			}
+			return false
+		}
+		if d.replay.Seen(m.Name, block, now) {
+			if reason < 0 {
+				reason, refused = rReplay, m
+			}
+			return false
+		}
+		acc, accepted = m, true
+		return true
+	})
+	if !accepted {
+		if reason < 0 {
+			switch res.Reason {
+			case cipher.ReasonPort0:
+				reason = rPort0
+			case cipher.ReasonNoKey:
+				reason = rNoKey
+			default:
+				reason = rCheck
+			}
+		}
+		d.reject(src, reason, refused)
+		return
+	}
+
+	u := s.users[acc.Key]
+	d.replay.Add(acc.Name, block, acc.ReplayUntil(s.cfg.Knock.MaxSkew.Duration, s.cfg.Knock.StaticReplayHorizon.Duration), now)
+	d.asm.Accept(src)
+	d.ctr.accepted.Add(1)
+	target := config.Target(src, acc.Request.Allow)
+	d.log.Info("knock accepted", "event", "accepted", "src", src, "user", u.Name, "target", target,
+		"port", acc.Request.Port, "proto", u.Protocol, "minutes", minutesAttr(acc.Request.Time))
+	// The replay entry is on disk before the firewall changes: a crash
+	// after the open can never let the same sequence in twice.
+	err := d.sw.UpdateNow(func(st *State) { st.Replay = d.replay.Entries(now) })
+	d.noteStateErr(err)
+	d.apply(u, src, target, acc.Request.Port, acc.Request.Time)
+}
+
+func minutesAttr(t uint8) slog.Value {
+	switch t {
+	case cipher.TimeUnlimited:
+		return slog.StringValue("unlimited")
+	case cipher.TimeClose:
+		return slog.StringValue("close")
+	}
+	return slog.IntValue(int(t))
+}
+
+func (d *Daemon) reject(src netip.Addr, reason int, m cipher.Match) {
+	d.ctr.rejected[reason].Add(1)
+	attrs := []any{"event", "rejected", "reason", reasonNames[reason], "src", src}
+	if m.Name != "" {
+		attrs = append(attrs, "user", m.Name, "port", m.Request.Port)
+	}
+	d.log.Info("knock rejected", attrs...)
+	if until, locked := d.asm.Reject(src); locked {
+		d.ctr.lockouts.Add(1)
+		d.log.Warn("source locked out", "event", "lockout", "reason", "lockout", "src", src, "until", until.UTC().Format(time.RFC3339))
+	}
+}
+
+// apply opens, extends or closes target's access to port for every
+// protocol of the user's policy.
+func (d *Daemon) apply(u *config.User, src, target netip.Addr, port uint16, minutes uint8) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, proto := range u.Policy.Protos {
+		k := grant.Key{Addr: target, Proto: proto, Port: port}
+		attrs := []any{"src", src, "user", u.Name, "addr", target, "proto", proto, "port", port}
+		if minutes == cipher.TimeClose {
+			ev, err := d.grants.Close(ctx, k)
+			switch ev {
+			case grant.Closed:
+				d.ctr.closed.Add(1)
+				d.log.Info("opening closed", append([]any{"event", "closed", "reason", "request"}, attrs...)...)
+			case grant.NotFound:
+				d.log.Info("close requested for an opening that is not open", append([]any{"event", "closed", "reason", "not_open"}, attrs...)...)
+			default:
+				d.log.Error("closing failed; retrying", append([]any{"event", "close_failed", "err", err}, attrs...)...)
+			}
+			continue
+		}
+		ev, g, err := d.grants.Open(ctx, k, u.Name, minutes)
+		switch ev {
+		case grant.Opened, grant.Extended:
+			if ev == grant.Opened {
+				d.ctr.opened.Add(1)
+			} else {
+				d.ctr.extended.Add(1)
+			}
+			exp := "never"
+			if !g.Expires.IsZero() {
+				exp = g.Expires.UTC().Format(time.RFC3339)
+			}
+			d.log.Info("opening "+string(ev), append([]any{"event", string(ev), "expires", exp}, attrs...)...)
+		default:
+			d.ctr.openFailed.Add(1)
+			d.log.Error("opening failed", append([]any{"event", "open_failed", "err", err}, attrs...)...)
+		}
+	}
+}
+
+// Reload applies a new configuration and keys without dropping grants or
+// sequences in progress. Settings that only a restart can change (source,
+// backend, state file, control socket, the assembler's limits) are kept,
+// with a warning naming them.
+func (d *Daemon) Reload(c *config.Config, keys []cipher.Key) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	old := d.cur.Load().cfg
+	s, err := newSettings(c, keys)
+	if err != nil {
+		return err
+	}
+	var restart []string
+	if c.Source.Type != old.Source.Type || c.Source.Path != old.Source.Path {
+		restart = append(restart, "source")
+	}
+	if c.Backend != old.Backend {
+		restart = append(restart, "backend")
+	}
+	if c.Daemon.StateFile != old.Daemon.StateFile || c.Daemon.ControlSocket != old.Daemon.ControlSocket {
+		restart = append(restart, "daemon.state_file/control_socket")
+	}
+	ok, nk := old.Knock, c.Knock
+	if ok.Base != nk.Base || ok.SequenceTimeout != nk.SequenceTimeout || ok.MaxSources != nk.MaxSources ||
+		ok.MaxHits != nk.MaxHits || ok.LockoutFailures != nk.LockoutFailures || ok.Lockout != nk.Lockout {
+		restart = append(restart, "knock (base, timeouts, lockout, table limits)")
+		// The assembler keeps the old limits, so the filter must keep
+		// the old knock ports too.
+		s.base = uint16(ok.Base)
+	}
+	// Keep what cannot change in the settings' config too, so that status
+	// and shutdown use what is really in effect.
+	merged := *c
+	merged.Source.Type, merged.Source.Path = old.Source.Type, old.Source.Path
+	merged.Backend = old.Backend
+	merged.Daemon.StateFile, merged.Daemon.ControlSocket = old.Daemon.StateFile, old.Daemon.ControlSocket
+	merged.Knock.Base = old.Knock.Base
+	s.cfg = &merged
+	d.cur.Store(s)
+	if d.opt.LogLevel != nil {
+		d.opt.LogLevel.Set(ParseLevel(c.Daemon.LogLevel))
+	}
+	attrs := []any{"users", len(c.Users), "path", c.Path}
+	if len(restart) > 0 {
+		attrs = append(attrs, "needs_restart", strings.Join(restart, ", "))
+		d.log.Warn("configuration reloaded; some changes take effect only after a restart", attrs...)
+	} else {
+		d.log.Info("configuration reloaded", attrs...)
+	}
+	return nil
+}
+
+// ParseLevel maps log_level to a slog level (info when unknown).
+func ParseLevel(s string) slog.Level {
+	switch s {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
