@@ -44,7 +44,8 @@ type fakeBackend struct {
 	halfOpen  bool        // a failing Open still applies the opening
 	failClose map[Key]int // the next n Closes of key fail; -1: all
 	listErr   error
-	extra     []rules.Opening // reported by List besides the openings
+	flaky     func(op string) bool // when set and true, the call fails
+	extra     []rules.Opening      // reported by List besides the openings
 }
 
 func newFakeBackend(c clock.Clock) *fakeBackend {
@@ -77,7 +78,7 @@ func (b *fakeBackend) Open(ctx context.Context, o rules.Opening) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.record("open", o)
-	if fail(b.failOpen, okey(o)) {
+	if fail(b.failOpen, okey(o)) || (b.flaky != nil && b.flaky("open")) {
 		if b.halfOpen {
 			b.openings[okey(o)] = o
 		}
@@ -91,7 +92,7 @@ func (b *fakeBackend) Close(ctx context.Context, o rules.Opening) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.record("close", o)
-	if fail(b.failClose, okey(o)) {
+	if fail(b.failClose, okey(o)) || (b.flaky != nil && b.flaky("close")) {
 		return errors.New("iptables: exit status 4: xtables lock busy")
 	}
 	delete(b.openings, okey(o))
@@ -138,6 +139,23 @@ func (b *fakeBackend) has(k Key) (rules.Opening, bool) {
 	defer b.mu.Unlock()
 	o, ok := b.openings[k]
 	return o, ok
+}
+
+func (b *fakeBackend) setFlaky(f func(op string) bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.flaky = f
+}
+
+func (b *fakeBackend) keys() []Key {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []Key
+	for k := range b.openings {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, compareKeys)
+	return out
 }
 
 func (b *fakeBackend) count() int {

@@ -592,6 +592,9 @@ func (m *Manager) reconcile(ctx context.Context, now time.Time) {
 			"backend", m.backend.Name(), "err", err)
 		return
 	}
+	slices.SortFunc(openings, func(a, b rules.Opening) int {
+		return compareKeys(Key{a.Addr, a.Proto, a.Port}, Key{b.Addr, b.Proto, b.Port})
+	})
 	for _, o := range openings {
 		k, err := Key{Addr: o.Addr, Proto: o.Proto, Port: o.Port}.normalize()
 		if err != nil {
