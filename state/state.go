@@ -134,10 +134,7 @@ func Load(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := decode(data, v); err != nil {
-		return corrupt(path, data, err)
-	}
-	return nil
+	return parse(path, data, v)
 }
 
 // LoadVersioned is Load for a state struct with a top-level integer field
@@ -149,6 +146,17 @@ func LoadVersioned(path string, v any, supported int) error {
 	if err != nil {
 		return err
 	}
+	return parseVersioned(path, data, v, supported)
+}
+
+func parse(path string, data []byte, v any) error {
+	if err := decode(data, v); err != nil {
+		return corrupt(path, data, err)
+	}
+	return nil
+}
+
+func parseVersioned(path string, data []byte, v any, supported int) error {
 	var head struct {
 		Version *int `json:"version"`
 	}
@@ -162,10 +170,7 @@ func LoadVersioned(path string, v any, supported int) error {
 		}
 		return &VersionError{Path: path, Version: ver, Supported: supported}
 	}
-	if err := decode(data, v); err != nil {
-		return corrupt(path, data, err)
-	}
-	return nil
+	return parse(path, data, v)
 }
 
 func readFile(path string) ([]byte, error) {

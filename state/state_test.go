@@ -304,30 +304,41 @@ func assertNoTemps(t *testing.T, path string) {
 	}
 }
 
-func FuzzDecode(f *testing.F) {
+// FuzzLoad feeds arbitrary bytes to what Load and LoadVersioned do after
+// reading the file: no input may panic, every failure must be a
+// *CorruptError or *VersionError, and whatever loads must encode and load
+// again.
+func FuzzLoad(f *testing.F) {
 	seed := `{"version":1,"grants":[{"addr":"198.18.0.2","proto":"tcp","port":22,"expires":"2026-11-21T07:00:00Z"}],"replay":{"a":"b"},"position":{"path":"/x","inode":1,"offset":2}}`
-	for _, s := range []string{seed, "", "{", "null", `{"version":1e400}`, `{"grants":[{"addr":"::ffff:1.2.3.4%eth0"}]}`, `[]`, `{"version":1}{}`} {
+	for _, s := range []string{seed, "", "{", "null", `{"version":1e400}`, `{"version":2}`, `{"version":"1"}`,
+		`{"grants":[{"addr":"::ffff:1.2.3.4%eth0"}]}`, `[]`, `{"version":1}{}`, "{\"version\":1,\n\"grants\":[{\"port\":70000}]}"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var s daemonState
-		err := decode(data, &s)
+		err := parse("fuzz.json", data, &s)
+		var ce *CorruptError
+		if err != nil && (!errors.As(err, &ce) || err.Error() == "") {
+			t.Fatalf("parse error %T %v, want a *CorruptError", err, err)
+		}
+		var sv daemonState
+		verr := parseVersioned("fuzz.json", data, &sv, 1)
+		var ve *VersionError
+		if verr != nil && !errors.As(verr, &ce) && !errors.As(verr, &ve) {
+			t.Fatalf("versioned parse error %T %v", verr, verr)
+		}
 		if err != nil {
-			ce := corrupt("fuzz", data, err)
-			if ce.Error() == "" {
-				t.Fatal("empty error message")
-			}
 			return
 		}
-		// Whatever decodes must encode and decode again (what Save
-		// and Load do, without the disk).
+		// Whatever loads must encode and load again (what Save and
+		// Load do, without the disk).
 		out, err := json.Marshal(s)
 		if err != nil {
-			t.Fatalf("encoding a decoded state: %v", err)
+			t.Fatalf("encoding a loaded state: %v", err)
 		}
 		var back daemonState
-		if err := decode(out, &back); err != nil {
-			t.Fatalf("decoding %s again: %v", out, err)
+		if err := parse("again.json", out, &back); err != nil {
+			t.Fatalf("loading %s again: %v", out, err)
 		}
 	})
 }
