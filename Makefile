@@ -78,10 +78,16 @@ unit:
 	pkgs=$$($(GO) list ./... | grep -v '/e2e$$')
 	$(call gotest,unit,$(UNITTIME),$$pkgs)
 
+# The suite's tests are mostly waiting on the kernel and the clock; the two
+# slow ones (a minute each) run beside the rest.
 e2e:
-	# TRANSITION: drop this guard once e2e/ is committed.
-	if [[ ! -d e2e ]]; then echo "e2e: NOT RUN: e2e/ not in the tree yet"; exit 0; fi
-	$(call gotest,e2e,$(E2ETIME),./e2e)
+	# TRANSITION: until both mains exist only the example checks can run.
+	run=
+	if [[ ! -d knockdaemon || ! -d knockclient ]]; then
+		echo "e2e: knockdaemon/ or knockclient/ not in the tree yet: ONLY TestExample* RUN"
+		run="-run ^TestExample"
+	fi
+	$(call gotest,e2e,$(E2ETIME),-parallel 8 $$run ./e2e)
 
 # Every fuzz target in the module, discovered with go test -list, for
 # $(FUZZTIME) each. A crasher is written under the package's testdata/fuzz

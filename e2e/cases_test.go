@@ -1,0 +1,289 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// flow is what a user does and sees, the same through every source and
+// backend: the port is closed; a knock opens it within a second for the
+// knocker only; status shows the grant; --time 255 closes it again.
+func flow(t *testing.T, w *world, d *daemonProc, conf string) {
+	t.Helper()
+	c := w.net.Client
+	srv := c.ServerIP4
+	src := c.IP4.String()
+
+	expectClosed(t, c, srv, portA, "before knocking")
+
+	m := d.mark()
+	w.knock(c, srv, portA, 10)
+	took := expectOpenWithin(t, c, srv, portA, openWithin, "after knockclient knock --time 10")
+	t.Logf("%s/%s: port open %v after knockclient returned", w.opts.backend, t.Name(), took.Round(time.Millisecond))
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "accepted", "src": src, "user": "alice", "port": "2222"})
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "src": src, "port": "2222"})
+
+	// The grant is for one port and one address.
+	expectClosed(t, c, srv, portB, "a port that was not asked for")
+
+	out, err := w.ctl(conf, "status")
+	if err != nil {
+		t.Errorf("knockdaemon status: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, src) || !strings.Contains(out, "2222") {
+		t.Errorf("knockdaemon status does not show the grant for %s port 2222:\n%s", src, out)
+	}
+
+	m = d.mark()
+	w.knock(c, srv, portA, 255)
+	expectClosedWithin(t, c, srv, portA, 2*time.Second, "after knockclient knock --time 255")
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "closed", "src": src, "port": "2222"})
+	out, err = w.ctl(conf, "status")
+	if err != nil {
+		t.Errorf("knockdaemon status: %v\n%s", err, out)
+	}
+	if strings.Contains(out, src) {
+		t.Errorf("knockdaemon status still shows %s after the close:\n%s", src, out)
+	}
+}
+
+// Cases 1, 2 and 3 with the iptables backend and /dev/kmsg: closed before,
+// open after the knock (for the knocker only), shown by status, closed by
+// --time 255, and closed when the daemon stops.
+func TestKnockOpensAndCloses(t *testing.T) {
+	w := newWorld(t, opts{})
+	conf := w.writeConfig(conf{})
+	if out, err := w.ctl(conf, "check"); err != nil {
+		t.Fatalf("knockdaemon check on a good config: %v\n%s", err, out)
+	}
+	d := w.startDaemon(conf, nil)
+	flow(t, w, d, conf)
+
+	// Another host on another link cannot ride on the knocker's grant.
+	c := w.net.Client
+	other := w.net.AddClient(t)
+	w.knock(c, c.ServerIP4, portA, 10)
+	expectOpenWithin(t, c, c.ServerIP4, portA, openWithin, "second knock")
+	expectClosed(t, other, other.ServerIP4, portA, "from a host that did not knock")
+
+	// close_on_exit: SIGTERM closes what is open.
+	d.stop()
+	expectClosed(t, c, c.ServerIP4, portA, "after the daemon stopped (close_on_exit)")
+}
+
+// Case 4: a one-minute opening closes by itself, on time.
+func TestShortOpeningExpires(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, opts{})
+	conf := w.writeConfig(conf{})
+	d := w.startDaemon(conf, nil)
+	c := w.net.Client
+	m := d.mark()
+	knocked := time.Now()
+	w.knock(c, c.ServerIP4, portA, 1)
+	expectOpenWithin(t, c, c.ServerIP4, portA, openWithin, "after knock --time 1")
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "src": c.IP4.String()})
+
+	sleepUntil(knocked.Add(55 * time.Second))
+	if !canConnect(c, c.ServerIP4, portA, openProbe) {
+		t.Errorf("port closed %v after a one-minute knock, want open until 60s", time.Since(knocked).Round(time.Second))
+	}
+	sleepUntil(knocked.Add(60 * time.Second))
+	expectClosedWithin(t, c, c.ServerIP4, portA, 4*time.Second, "one minute after knock --time 1")
+	t.Logf("closed %v after the knock", time.Since(knocked).Round(100*time.Millisecond))
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "closed", "src": c.IP4.String(), "port": "2222"})
+}
+
+func sleepUntil(at time.Time) {
+	if d := time.Until(at); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// Case 5: a wrong key, a wrong clock and a replayed sequence open nothing,
+// and the daemon says why.
+func TestRejections(t *testing.T) {
+	w := newWorld(t, opts{})
+	conf := w.writeConfig(conf{})
+	d := w.startDaemon(conf, nil)
+	a := w.net.Client
+	eve := w.net.AddClient(t)     // replays what she sniffed
+	mallory := w.net.AddClient(t) // has no key
+
+	t.Run("wrong key", func(t *testing.T) {
+		m := d.mark()
+		w.knockWith(mallory, mallory.ServerIP4, w.otherKey(), portA, 5)
+		d.waitEvent(m, 5*time.Second, map[string]string{"event": "rejected", "src": mallory.IP4.String(), "reason": "nokey|check"})
+		expectClosed(t, mallory, mallory.ServerIP4, portA, "after a knock with the wrong key")
+	})
+
+	t.Run("wrong clock", func(t *testing.T) {
+		// A sequence made ten minutes ago (a client clock ten minutes
+		// behind), sent with knockd's knock client.
+		ports := w.sequence(mallory, w.clientKey, portA, 5, time.Now().Add(-10*time.Minute))
+		m := d.mark()
+		w.knockdKnock(mallory, mallory.ServerIP4, ports, false)
+		d.waitEvent(m, 5*time.Second, map[string]string{"event": "rejected", "src": mallory.IP4.String(), "reason": "nokey|check"})
+		expectClosed(t, mallory, mallory.ServerIP4, portA, "after a knock from a clock 10 minutes off")
+	})
+
+	t.Run("replay", func(t *testing.T) {
+		tap := openTap(t)
+		m := d.mark()
+		before := time.Now()
+		w.knock(a, a.ServerIP4, portA, 5)
+		expectOpenWithin(t, a, a.ServerIP4, portA, openWithin, "after the genuine knock")
+		d.waitEvent(m, 5*time.Second, map[string]string{"event": "accepted", "src": a.IP4.String()})
+
+		// What an eavesdropper saw: the eight knock ports, in order.
+		var sniffed []string
+		for i := 0; i < 20 && len(sniffed) < 8; i++ {
+			if sniffed = tap.knockPorts(w.prefix, a.IP4); len(sniffed) < 8 {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		if len(sniffed) != 8 {
+			t.Fatalf("sniffed %d knock ports from the kernel log (%v), want 8", len(sniffed), sniffed)
+		}
+		// knockclient sequence computes the same ports, when it is
+		// asked for the same 30 s window.
+		if now := time.Now(); now.Unix()/30 == before.Unix()/30 {
+			if got := w.sequence(a, w.clientKey, portA, 5, now); strings.Join(got, " ") != strings.Join(sniffed, " ") {
+				t.Errorf("knockclient sequence = %v, but the knock sent %v", got, sniffed)
+			}
+		}
+
+		m = d.mark()
+		w.knockdKnock(eve, eve.ServerIP4, sniffed, false)
+		d.waitEvent(m, 5*time.Second, map[string]string{"event": "rejected", "src": eve.IP4.String(), "reason": "replay"})
+		expectClosed(t, eve, eve.ServerIP4, portA, "after replaying a sniffed sequence from another host")
+
+		m = d.mark()
+		w.knockdKnock(a, a.ServerIP4, sniffed, false)
+		d.waitEvent(m, 5*time.Second, map[string]string{"event": "rejected", "src": a.IP4.String(), "reason": "replay"})
+		d.noEvent(m, map[string]string{"event": "accepted"})
+	})
+
+	// No secret in any log line.
+	secret, err := os.ReadFile(w.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(secret)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := d.text()
+	for _, s := range []string{strings.TrimSpace(string(secret)), base64.RawStdEncoding.EncodeToString(raw), strings.ToLower(hexOf(raw))} {
+		if strings.Contains(log, s) {
+			t.Errorf("the daemon's log contains the secret key")
+		}
+	}
+}
+
+func hexOf(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return string(out)
+}
+
+// Case 6: an IPv6 knocker through ip6tables LOG and the ip6tables backend.
+func TestIPv6(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, opts{})
+	d := w.startDaemon(w.writeConfig(conf{}), nil)
+	c := w.net.Client
+	expectClosed(t, c, c.ServerIP6, portA, "IPv6, before knocking")
+	m := d.mark()
+	w.knock(c, c.ServerIP6, portA, 5)
+	took := expectOpenWithin(t, c, c.ServerIP6, portA, openWithin, "IPv6, after the knock")
+	t.Logf("IPv6 port open %v after knockclient returned", took.Round(time.Millisecond))
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "src": c.IP6.String(), "port": "2222"})
+	// The grant is for the IPv6 address that knocked, not its IPv4 twin.
+	expectClosed(t, c, c.ServerIP4, portA, "over IPv4 after an IPv6 knock")
+	w.knock(c, c.ServerIP6, portA, 255)
+	expectClosedWithin(t, c, c.ServerIP6, portA, 2*time.Second, "IPv6, after --time 255")
+}
+
+// Case 6: UDP knocks (knockclient --udp, a UDP LOG rule, [knock] udp).
+func TestUDPKnocks(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, opts{udp: true})
+	d := w.startDaemon(w.writeConfig(conf{}), nil)
+	c := w.net.Client
+	expectClosed(t, c, c.ServerIP4, portA, "before knocking")
+	m := d.mark()
+	w.knock(c, c.ServerIP4, portA, 5, "--udp")
+	expectOpenWithin(t, c, c.ServerIP4, portA, openWithin, "after UDP knocks")
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "src": c.IP4.String(), "port": "2222"})
+}
+
+// Case 8: the nftables backend, in the admin's own table and chain.
+func TestNftablesBackend(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, opts{backend: "nftables"})
+	conf := w.writeConfig(conf{})
+	flow(t, w, w.startDaemon(conf, nil), conf)
+}
+
+// Case 8: the ipset backend (kernel timeouts) with its iptables rule.
+func TestIpsetBackend(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, opts{backend: "ipset"})
+	conf := w.writeConfig(conf{})
+	flow(t, w, w.startDaemon(conf, nil), conf)
+}
+
+// Case 10: kill -9 with grants open, then restart: the grant that expired
+// while the daemon was dead closes at once, the live one on time.
+func TestKill9Restart(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, opts{})
+	conf := w.writeConfig(conf{})
+	d := w.startDaemon(conf, nil)
+	c := w.net.Client
+	srv := c.ServerIP4
+
+	knockA := time.Now()
+	w.knock(c, srv, portA, 1)
+	expectOpenWithin(t, c, srv, portA, openWithin, "port A after its knock")
+	sleepUntil(knockA.Add(30 * time.Second))
+	knockB := time.Now()
+	w.knock(c, srv, portB, 1)
+	expectOpenWithin(t, c, srv, portB, openWithin, "port B after its knock")
+	// Let the state file catch up with the grant, as a crash a moment
+	// later would.
+	time.Sleep(500 * time.Millisecond)
+
+	d.kill9()
+	// The firewall still holds both openings: nobody closed them.
+	if !canConnect(c, srv, portA, openProbe) || !canConnect(c, srv, portB, openProbe) {
+		t.Fatalf("an opening vanished with the daemon; the test needs a backend without kernel timeouts")
+	}
+	// Port A's minute passes while the daemon is dead.
+	sleepUntil(knockA.Add(63 * time.Second))
+	if !canConnect(c, srv, portA, openProbe) {
+		t.Fatalf("port A closed without a daemon; cannot test the restart")
+	}
+
+	d2 := w.startDaemon(conf, nil)
+	took := expectClosedWithin(t, c, srv, portA, 2*time.Second, "port A, expired while the daemon was down, after the restart")
+	t.Logf("expired grant closed %v after the restart", took.Round(time.Millisecond))
+	d2.waitEvent(0, 5*time.Second, map[string]string{"event": "closed", "port": strconv.Itoa(int(portA))})
+	if !canConnect(c, srv, portB, openProbe) {
+		t.Errorf("port B closed at the restart, %v before its minute was over", time.Until(knockB.Add(time.Minute)).Round(time.Second))
+	}
+	sleepUntil(knockB.Add(56 * time.Second))
+	if !canConnect(c, srv, portB, openProbe) {
+		t.Errorf("port B closed %v after its one-minute knock, want open until 60s", time.Since(knockB).Round(time.Second))
+	}
+	sleepUntil(knockB.Add(60 * time.Second))
+	expectClosedWithin(t, c, srv, portB, 4*time.Second, "port B, one minute after its knock, after the restart")
+}

@@ -1,0 +1,747 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/knockdaemon/knock/internal/netnstest"
+)
+
+// Ports of the protected services in the server namespace. The user's
+// policy allows all of them; each test closes them with its firewall.
+const (
+	portA uint16 = 2222
+	portB uint16 = 2223
+	portC uint16 = 2224
+)
+
+// Timeouts of the probes. A connection to a dropped port never gets an
+// answer, so "closed" means "no answer within closedProbe".
+const (
+	openProbe   = 300 * time.Millisecond
+	closedProbe = 700 * time.Millisecond
+	// openWithin is how soon after the client returns the port must
+	// answer (the issue says within a second).
+	openWithin = time.Second
+)
+
+// opts says how a test host is set up.
+type opts struct {
+	backend string // iptables (default), nftables, ipset
+	udp     bool   // log UDP knocks too, and accept them
+}
+
+// world is one test host: a server namespace guarded by a firewall with
+// LOG rules under a prefix of its own, client namespaces, keys, and the
+// daemon's config.
+type world struct {
+	t      *testing.T
+	net    *netnstest.Net
+	opts   opts
+	id     string
+	prefix string // the LOG prefix, with its trailing space
+	dir    string // world-readable work directory
+	// key is the daemon's copy of the secret (root, 0600); clientKey is
+	// the client's (nobody, 0600), made by knockclient keygen.
+	key, clientKey string
+	// clientHome is nobody's HOME for profile files.
+	clientHome string
+	nobody     struct{ uid, gid int }
+}
+
+// newWorld builds a test host. It needs root, the firewall tools and the
+// binaries; under CI=true their absence fails the test.
+func newWorld(t *testing.T, o opts) *world {
+	t.Helper()
+	if o.backend == "" {
+		o.backend = "iptables"
+	}
+	tools := []string{"iptables", "ip6tables", "runuser", "knock"}
+	switch o.backend {
+	case "nftables":
+		tools = append(tools, "nft")
+	case "ipset":
+		tools = append(tools, "ipset")
+	}
+	netnstest.Require(t, tools...)
+	needBinaries(t)
+	w := &world{t: t, opts: o, id: netnstest.RandHex(3)}
+	w.prefix = "knk" + w.id + ": "
+	w.net = netnstest.New(t)
+	netnstest.EnableNFLogAllNetns(t)
+
+	nob, err := user.Lookup("nobody")
+	if err != nil {
+		netnstest.Unavailable(t, "no user nobody: %v", err)
+	}
+	w.nobody.uid, _ = strconv.Atoi(nob.Uid)
+	w.nobody.gid, _ = strconv.Atoi(nob.Gid)
+
+	w.dir, err = os.MkdirTemp("", "knock-e2e-"+w.id+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(w.dir) })
+	if err := os.Chmod(w.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.clientHome = filepath.Join(w.dir, "home")
+	if err := os.Mkdir(w.clientHome, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(w.clientHome, w.nobody.uid, w.nobody.gid); err != nil {
+		t.Fatal(err)
+	}
+
+	w.firewall()
+	for _, p := range []uint16{portA, portB, portC} {
+		// One dual-stack listener per port answers IPv4 and IPv6.
+		netnstest.Listen(t, w.net.Server, "tcp", fmt.Sprintf(":%d", p))
+	}
+	w.makeKeys()
+	return w
+}
+
+// firewall installs the admin's rules in the server namespace: the very
+// files of examples/, with the test's own LOG prefix and protected ports.
+// Established traffic is accepted, knocks are logged and dropped, the
+// protected ports dropped.
+func (w *world) firewall() {
+	t := w.t
+	ns := w.net.Server
+	protected := fmt.Sprintf("%d,%d,%d", portA, portB, portC)
+	if w.opts.backend == "nftables" {
+		text, err := os.ReadFile("../examples/nftables.conf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules := string(text)
+		for _, r := range [][2]string{
+			{`"knock: "`, fmt.Sprintf("%q", w.prefix)},
+			{"tcp dport { 22 } drop", fmt.Sprintf("tcp dport { %s } drop", protected)},
+		} {
+			if !strings.Contains(rules, r[0]) {
+				t.Fatalf("examples/nftables.conf has no %s to adapt", r[0])
+			}
+			rules = strings.ReplaceAll(rules, r[0], r[1])
+		}
+		path := filepath.Join(w.dir, "nftables.conf")
+		if err := os.WriteFile(path, []byte(rules), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		netnstest.MustExec(t, ns, "nft", "-f", path)
+		return
+	}
+	udp := "0"
+	if w.opts.udp {
+		udp = "1"
+	}
+	netnstest.MustExec(t, ns, "env", "PREFIX="+w.prefix, "PROTECTED="+protected, "UDP="+udp,
+		"sh", "../examples/iptables.sh")
+}
+
+// makeKeys has nobody make a key with knockclient keygen, as a user
+// would, and gives the daemon a root-owned 0600 copy.
+func (w *world) makeKeys() {
+	t := w.t
+	w.clientKey = filepath.Join(w.clientHome, "alice.key")
+	if out, err := w.runAsNobody(context.Background(), "", bins.client, "keygen", w.clientKey); err != nil {
+		t.Fatalf("knockclient keygen as nobody: %v\n%s", err, out)
+	}
+	st, err := os.Stat(w.clientKey)
+	if err != nil {
+		t.Fatalf("knockclient keygen made no key file: %v", err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("knockclient keygen made %s with mode %v, want 0600", w.clientKey, st.Mode().Perm())
+	}
+	secret, err := os.ReadFile(w.clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.key = filepath.Join(w.dir, "alice.key")
+	if err := os.WriteFile(w.key, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// otherKey writes a fresh random key that nobody can read, for the
+// wrong-key case.
+func (w *world) otherKey() string {
+	var s [32]byte
+	if _, err := rand.Read(s[:]); err != nil {
+		w.t.Fatal(err)
+	}
+	path := filepath.Join(w.clientHome, "mallory.key")
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(s[:])+"\n"), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := os.Chown(path, w.nobody.uid, w.nobody.gid); err != nil {
+		w.t.Fatal(err)
+	}
+	return path
+}
+
+// conf is what varies in the daemon's config between tests.
+type conf struct {
+	source     string // kmsg (default), file, stdin
+	path       string // for file
+	maxMinutes int
+}
+
+// writeConfig writes the daemon's config in the schema of
+// docs/ARCHITECTURE.md and returns its path.
+func (w *world) writeConfig(c conf) string {
+	if c.source == "" {
+		c.source = "kmsg"
+	}
+	if c.maxMinutes == 0 {
+		c.maxMinutes = 60
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `# knockdaemon config of e2e test %s
+[daemon]
+state_file = %q
+control_socket = %q
+close_on_exit = true
+log_format = "json"
+log_output = "stderr"
+log_level = "debug"
+
+[source]
+type = %q
+`, w.t.Name(), filepath.Join(w.dir, "state.json"), filepath.Join(w.dir, "control.sock"), c.source)
+	if c.path != "" {
+		fmt.Fprintf(&b, "path = %q\n", c.path)
+	}
+	fmt.Fprintf(&b, `prefix = %q
+
+[knock]
+base = 745
+udp = %t
+sequence_timeout = "10s"
+max_skew = "60s"
+lockout_failures = 3
+lockout = "60s"
+
+[backend]
+type = %q
+netns = %q
+`, strings.TrimSpace(w.prefix), w.opts.udp, w.opts.backend, w.net.Server)
+	switch w.opts.backend {
+	case "iptables":
+		fmt.Fprintf(&b, "chain = %q\n", "KNOCK"+strings.ToUpper(w.id))
+	case "ipset":
+		fmt.Fprintf(&b, "chain = %q\nset = %q\n", "KNOCK"+strings.ToUpper(w.id), "knock"+w.id)
+	case "nftables":
+		fmt.Fprintf(&b, "table = \"inet filter\"\nnft_chain = \"input\"\nset = %q\n", "knock"+w.id)
+	}
+	fmt.Fprintf(&b, `
+[[user]]
+name = "alice"
+key_file = %q
+mode = "timed"
+ports = ["%d-%d"]
+protocol = "tcp"
+max_minutes = %d
+`, w.key, portA, portC, c.maxMinutes)
+	path := filepath.Join(w.dir, "knockdaemon.toml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	return path
+}
+
+// runAsNobody runs argv as the user nobody, inside namespace ns when ns
+// is not empty, with HOME set to the client's home.
+func (w *world) runAsNobody(ctx context.Context, ns string, argv ...string) (string, error) {
+	full := []string{"runuser", "-u", "nobody", "--", "env", "HOME=" + w.clientHome,
+		"XDG_CONFIG_HOME=" + filepath.Join(w.clientHome, ".config")}
+	full = append(full, argv...)
+	if ns != "" {
+		full = append([]string{"ip", "netns", "exec", ns}, full...)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// client runs knockclient as nobody in the peer's namespace.
+func (w *world) client(p *netnstest.Peer, args ...string) (string, error) {
+	return w.runAsNobody(context.Background(), p.NS, append([]string{bins.client}, args...)...)
+}
+
+// knock sends a knock for port with knockclient from peer p to the
+// server's address dst and fails the test when the client fails.
+func (w *world) knock(p *netnstest.Peer, dst netip.Addr, port uint16, minutes int, extra ...string) {
+	w.t.Helper()
+	w.knockWith(p, dst, w.clientKey, port, minutes, extra...)
+}
+
+// knockWith is knock with another key file.
+func (w *world) knockWith(p *netnstest.Peer, dst netip.Addr, key string, port uint16, minutes int, extra ...string) {
+	w.t.Helper()
+	args := []string{"knock", dst.String(), "--key-file", key,
+		"--port", strconv.Itoa(int(port)), "--time", strconv.Itoa(minutes)}
+	args = append(args, extra...)
+	if out, err := w.client(p, args...); err != nil {
+		w.t.Fatalf("knockclient %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// sequence asks knockclient for the eight ports of a request at unix
+// time at, without sending them.
+func (w *world) sequence(p *netnstest.Peer, key string, port uint16, minutes int, at time.Time) []string {
+	w.t.Helper()
+	args := []string{"sequence", "--key-file", key, "--port", strconv.Itoa(int(port)),
+		"--time", strconv.Itoa(minutes), "--at", strconv.FormatInt(at.Unix(), 10)}
+	out, err := w.client(p, args...)
+	if err != nil {
+		w.t.Fatalf("knockclient %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	ports := strings.Fields(out)
+	if len(ports) != 8 {
+		w.t.Fatalf("knockclient sequence printed %q, want eight ports", out)
+	}
+	for _, s := range ports {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 745 || n > 1000 {
+			w.t.Fatalf("knockclient sequence printed %q: %q is not a knock port", out, s)
+		}
+	}
+	return ports
+}
+
+// knockdKnock sends ports with knockd's own knock client, as a replaying
+// attacker or an old phone app would.
+func (w *world) knockdKnock(p *netnstest.Peer, dst netip.Addr, ports []string, udp bool) {
+	w.t.Helper()
+	args := []string{"knock", "-d", "20"}
+	if udp {
+		args = append(args, "-u")
+	}
+	if dst.Is6() {
+		args = append(args, "-6")
+	}
+	args = append(args, dst.String())
+	args = append(args, ports...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := w.runAsNobody(ctx, p.NS, args...); err != nil {
+		w.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func hostPort(a netip.Addr, port uint16) string {
+	return net.JoinHostPort(a.String(), strconv.Itoa(int(port)))
+}
+
+// canConnect makes one TCP connection attempt from p to dst:port.
+func canConnect(p *netnstest.Peer, dst netip.Addr, port uint16, timeout time.Duration) bool {
+	network := "tcp4"
+	if dst.Is6() {
+		network = "tcp6"
+	}
+	return netnstest.Dial(p.NS, network, hostPort(dst, port), timeout) == nil
+}
+
+// expectClosed asserts what a user sees at a hidden port: no answer.
+func expectClosed(t *testing.T, p *netnstest.Peer, dst netip.Addr, port uint16, when string) {
+	t.Helper()
+	if canConnect(p, dst, port, closedProbe) {
+		t.Errorf("%s: %s connected to %s, want no answer (port closed)", when, p.NS, hostPort(dst, port))
+	}
+}
+
+// expectOpenWithin asserts that dst:port answers p within d and returns
+// how long it took.
+func expectOpenWithin(t *testing.T, p *netnstest.Peer, dst netip.Addr, port uint16, d time.Duration, when string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for i := 0; i < 100; i++ {
+		if canConnect(p, dst, port, openProbe) {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Errorf("%s: %s could not connect to %s within %v", when, p.NS, hostPort(dst, port), d)
+	return time.Since(start)
+}
+
+// expectClosedWithin asserts that dst:port stops answering p within d.
+func expectClosedWithin(t *testing.T, p *netnstest.Peer, dst netip.Addr, port uint16, d time.Duration, when string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for i := 0; i < 200; i++ {
+		if !canConnect(p, dst, port, openProbe) {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("%s: %s still connects to %s after %v", when, p.NS, hostPort(dst, port), d)
+	return time.Since(start)
+}
+
+// daemonProc is a running knockdaemon with its log captured.
+type daemonProc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	conf   string
+	mu     sync.Mutex
+	lines  []string
+	notify chan struct{} // closed and replaced on every new line
+	done   chan struct{} // closed when the process has exited
+	err    error         // its exit status, valid after done
+	logf   *os.File
+	killed bool
+}
+
+// startDaemon runs knockdaemon -c conf run extra... and waits until it
+// follows its log. stdin, when not nil, is the daemon's standard input.
+func (w *world) startDaemon(conf string, stdin io.Reader, extra ...string) *daemonProc {
+	t := w.t
+	t.Helper()
+	d := &daemonProc{t: t, conf: conf, notify: make(chan struct{}), done: make(chan struct{})}
+	var err error
+	d.logf, err = os.OpenFile(filepath.Join(w.dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"-c", conf, "run"}, extra...)
+	d.cmd = exec.Command(bins.daemon, args...)
+	d.cmd.Stdin = stdin
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Stdout, d.cmd.Stderr = pw, pw
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start knockdaemon: %v", err)
+	}
+	pw.Close()
+	go d.read(pr)
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			t.Logf("knockdaemon log (%s):\n%s", conf, d.text())
+		}
+	})
+	d.waitReady()
+	return d
+}
+
+func (d *daemonProc) read(r io.ReadCloser) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(d.logf, line)
+		d.mu.Lock()
+		d.lines = append(d.lines, line)
+		close(d.notify)
+		d.notify = make(chan struct{})
+		d.mu.Unlock()
+	}
+}
+
+func (d *daemonProc) text() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strings.Join(d.lines, "\n")
+}
+
+// event is one JSON log line of the daemon.
+type event map[string]any
+
+func (e event) get(k string) string {
+	v, ok := e[k]
+	if !ok {
+		return ""
+	}
+	switch v := v.(type) {
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// match reports whether every field in want has that value in e. A
+// wanted value "a|b" accepts either.
+func (e event) match(want map[string]string) bool {
+	for k, v := range want {
+		got := e.get(k)
+		ok := false
+		for _, alt := range strings.Split(v, "|") {
+			if got == alt {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// events returns the daemon's JSON log lines from index from on.
+func (d *daemonProc) events(from int) []event {
+	d.mu.Lock()
+	lines := append([]string(nil), d.lines[min(from, len(d.lines)):]...)
+	d.mu.Unlock()
+	var evs []event
+	for _, l := range lines {
+		var e event
+		if json.Unmarshal([]byte(l), &e) == nil {
+			evs = append(evs, e)
+		}
+	}
+	return evs
+}
+
+// mark returns the number of log lines so far, so that a wait looks only
+// at what comes after it.
+func (d *daemonProc) mark() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.lines)
+}
+
+// waitEvent waits up to timeout for a log event after mark with all the
+// fields of want, and fails the test if none comes.
+func (d *daemonProc) waitEvent(mark int, timeout time.Duration, want map[string]string) event {
+	d.t.Helper()
+	if e, ok := d.findEvent(mark, timeout, want); ok {
+		return e
+	}
+	d.t.Fatalf("knockdaemon logged no event %v within %v", want, timeout)
+	return nil
+}
+
+func (d *daemonProc) findEvent(mark int, timeout time.Duration, want map[string]string) (event, bool) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		d.mu.Lock()
+		lines := d.lines[min(mark, len(d.lines)):]
+		next := d.notify
+		n := len(d.lines)
+		var found event
+		for _, l := range lines {
+			var e event
+			if json.Unmarshal([]byte(l), &e) == nil && e.match(want) {
+				found = e
+				break
+			}
+		}
+		d.mu.Unlock()
+		if found != nil {
+			return found, true
+		}
+		mark = n
+		select {
+		case <-next:
+		case <-d.done:
+			// Take what it wrote before it died, then give up.
+			d.mu.Lock()
+			more := len(d.lines) > mark
+			d.mu.Unlock()
+			if !more {
+				return nil, false
+			}
+		case <-deadline.C:
+			return nil, false
+		}
+	}
+}
+
+// noEvent asserts that no event with the fields of want was logged after
+// mark.
+func (d *daemonProc) noEvent(mark int, want map[string]string) {
+	d.t.Helper()
+	for _, e := range d.events(mark) {
+		if e.match(want) {
+			d.t.Errorf("knockdaemon logged %v, want no event %v", e, want)
+		}
+	}
+}
+
+// waitReady waits until the daemon has set up its backend and follows its
+// log source, so that the next knock cannot be missed.
+func (d *daemonProc) waitReady() {
+	d.t.Helper()
+	if _, ok := d.findEvent(0, 15*time.Second, map[string]string{"event": "started"}); !ok {
+		select {
+		case <-d.done:
+			d.t.Fatalf("knockdaemon exited at start: %v\n%s", d.err, d.text())
+		default:
+		}
+		d.t.Fatalf("knockdaemon did not log event=started within 15s:\n%s", d.text())
+	}
+}
+
+// stop ends the daemon with SIGTERM (as systemd does) and checks that it
+// exits cleanly and without a data race.
+func (d *daemonProc) stop() {
+	d.t.Helper()
+	select {
+	case <-d.done:
+	default:
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.done:
+		case <-time.After(15 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-d.done
+			d.t.Errorf("knockdaemon did not exit within 15s of SIGTERM")
+		}
+	}
+	d.checkExit()
+	d.logf.Close()
+}
+
+// kill9 kills the daemon without letting it clean up.
+func (d *daemonProc) kill9() {
+	d.killed = true
+	_ = d.cmd.Process.Kill()
+	<-d.done
+}
+
+func (d *daemonProc) checkExit() {
+	d.t.Helper()
+	if strings.Contains(d.text(), "WARNING: DATA RACE") {
+		d.t.Errorf("knockdaemon had a data race:\n%s", d.text())
+	}
+	if d.killed {
+		return
+	}
+	if d.err != nil {
+		d.t.Errorf("knockdaemon exited with %v after SIGTERM, want 0", d.err)
+	}
+}
+
+// ctl runs a knockdaemon command (status, revoke, check, parse, ...)
+// against the same config and returns its output.
+func (w *world) ctl(conf string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bins.daemon, append([]string{"-c", conf}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// kmsgTap reads the kernel log from the moment it was opened, as an
+// eavesdropper with access to the log (or the wire) would.
+type kmsgTap struct {
+	f    *os.File
+	msgs []string // every record's message since the tap was opened
+}
+
+func openTap(t *testing.T) *kmsgTap {
+	t.Helper()
+	fd, err := syscall.Open("/dev/kmsg", syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		netnstest.Unavailable(t, "cannot read /dev/kmsg: %v", err)
+	}
+	f := os.NewFile(uintptr(fd), "/dev/kmsg")
+	if _, err := syscall.Seek(fd, 0, io.SeekEnd); err != nil {
+		f.Close()
+		t.Fatalf("seek /dev/kmsg: %v", err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &kmsgTap{f: f}
+}
+
+// read takes in the records logged since the last read.
+func (k *kmsgTap) read() {
+	buf := make([]byte, 8192)
+	for i := 0; i < 1_000_000; i++ {
+		n, err := syscall.Read(int(k.f.Fd()), buf)
+		if errors.Is(err, syscall.EPIPE) {
+			continue // records were overwritten; read on
+		}
+		if err != nil || n <= 0 {
+			return // EAGAIN: nothing more
+		}
+		rec := string(buf[:n])
+		if semi := strings.IndexByte(rec, ';'); semi >= 0 {
+			k.msgs = append(k.msgs, strings.TrimRight(rec[semi+1:], "\n"))
+		}
+	}
+}
+
+// knockPorts returns the destination ports of the hits logged under
+// prefix from src since the tap was opened, in order, without
+// retransmissions.
+func (k *kmsgTap) knockPorts(prefix string, src netip.Addr) []string {
+	k.read()
+	var ports []string
+	type key struct{ spt, dpt string }
+	seen := map[key]bool{}
+	for _, msg := range k.msgs {
+		if !strings.HasPrefix(msg, prefix) {
+			continue
+		}
+		// The kernel prints IPv6 addresses in full; compare the parsed
+		// address instead of the text.
+		f := fields(msg[len(prefix):])
+		if a, err := netip.ParseAddr(f["SRC"]); err != nil || a != src {
+			continue
+		}
+		kk := key{f["SPT"], f["DPT"]}
+		if seen[kk] {
+			continue
+		}
+		seen[kk] = true
+		ports = append(ports, f["DPT"])
+	}
+	return ports
+}
+
+// fields splits a netfilter LOG line into its KEY=VALUE fields.
+func fields(s string) map[string]string {
+	m := map[string]string{}
+	for _, tok := range strings.Fields(s) {
+		if k, v, ok := strings.Cut(tok, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
