@@ -92,7 +92,8 @@ func recogniseXtables(e *CmdError) error {
 		return ErrExists
 	case strings.Contains(s, "does a matching rule exist"),
 		strings.Contains(s, "No chain/target/match by that name"),
-		strings.Contains(s, "does not exist"):
+		strings.Contains(s, "does not exist"),
+		strings.Contains(s, "doesn't exist"): // "Set X doesn't exist." (-m set)
 		return ErrNotExist
 	}
 	return nil

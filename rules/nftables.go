@@ -16,6 +16,13 @@ import (
 // create: SET for IPv4 and SET6 for IPv6.
 const DefaultSet = "knockdaemon"
 
+// DefaultNftTable and DefaultNftChain name the admin's table and chain
+// that drops, when the configuration does not.
+const (
+	DefaultNftTable = "inet filter"
+	DefaultNftChain = "input"
+)
+
 // NFTables opens ports by adding "addr . proto . port" elements, with a
 // kernel timeout, to two sets in the admin's own table, matched by one
 // accept rule per family at the top of the admin's chain that drops.
@@ -37,10 +44,9 @@ type NFTables struct {
 type nftSet struct {
 	name   string
 	v6     bool
-	tag    string // the rule's comment
-	typ    string // element type
-	saddr  string // "ip saddr" or "ip6 saddr"
-	family string // "ip" or "ip6"
+	tag    string   // the rule's comment
+	typ    []string // element type
+	saddr  []string // "ip saddr" or "ip6 saddr"
 }
 
 // NewNFTables returns the nftables backend for the admin's table ("FAMILY
@@ -72,11 +78,11 @@ func NewNFTables(r Runner, table, chain, set string) (*NFTables, error) {
 	b := &NFTables{r: r, family: family, table: name, chain: chain}
 	if family != "ip6" {
 		b.sets = append(b.sets, nftSet{name: set, tag: commentPrefix + " " + set,
-			typ: "ipv4_addr . inet_proto . inet_service", saddr: "ip saddr", family: "ip"})
+			typ: []string{"ipv4_addr", ".", "inet_proto", ".", "inet_service"}, saddr: []string{"ip", "saddr"}})
 	}
 	if family != "ip" {
 		b.sets = append(b.sets, nftSet{name: set + "6", v6: true, tag: commentPrefix + " " + set + "6",
-			typ: "ipv6_addr . inet_proto . inet_service", saddr: "ip6 saddr", family: "ip6"})
+			typ: []string{"ipv6_addr", ".", "inet_proto", ".", "inet_service"}, saddr: []string{"ip6", "saddr"}})
 	}
 	return b, nil
 }
@@ -222,6 +228,15 @@ func parseNftChain(out []byte) (map[string][]uint64, error) {
 	return own, nil
 }
 
+// addSet appends "add set FAMILY TABLE SET { type ... ; flags timeout ; }",
+// which creates the set or, when it exists with the same definition, does
+// nothing.
+func (b *NFTables) addSet(argv []string, s nftSet) []string {
+	argv = append(argv, "add", "set", b.family, b.table, s.name, "{", "type")
+	argv = append(argv, s.typ...)
+	return append(argv, ";", "flags", "timeout", ";", "}")
+}
+
 // setupArgv is the transaction Setup runs given the rules already there:
 // the sets (add is idempotent), the accept rule per family when missing,
 // and the removal of duplicated rules.
@@ -231,12 +246,12 @@ func (b *NFTables) setupArgv(own map[string][]uint64) []string {
 		if i > 0 {
 			argv = append(argv, ";")
 		}
-		argv = append(argv, "add", "set", b.family, b.table, s.name,
-			"{", "type", s.typ, ";", "flags", "timeout", ";", "}")
+		argv = b.addSet(argv, s)
 		handles := own[s.tag]
 		if len(handles) == 0 {
-			argv = append(argv, ";", "insert", "rule", b.family, b.table, b.chain,
-				s.saddr, ".", "meta", "l4proto", ".", "th", "dport", "@"+s.name,
+			argv = append(argv, ";", "insert", "rule", b.family, b.table, b.chain)
+			argv = append(argv, s.saddr...)
+			argv = append(argv, ".", "meta", "l4proto", ".", "th", "dport", "@"+s.name,
 				"accept", "comment", `"`+s.tag+`"`)
 		}
 		for _, h := range handles[min(1, len(handles)):] {
@@ -285,9 +300,7 @@ func (b *NFTables) teardownArgv(own map[string][]uint64) []string {
 	}
 	for _, s := range b.sets {
 		sep()
-		argv = append(argv, "add", "set", b.family, b.table, s.name,
-			"{", "type", s.typ, ";", "flags", "timeout", ";", "}", ";",
-			"delete", "set", b.family, b.table, s.name)
+		argv = append(b.addSet(argv, s), ";", "delete", "set", b.family, b.table, s.name)
 	}
 	return argv
 }

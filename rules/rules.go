@@ -6,10 +6,12 @@
 package rules
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -135,4 +137,18 @@ func protoFromName(s string) (string, bool) {
 		return "udp", true
 	}
 	return "", false
+}
+
+// sortOpenings orders openings by address, protocol and port, for stable
+// listings.
+func sortOpenings(os []Opening) {
+	slices.SortFunc(os, func(a, b Opening) int {
+		if c := a.Addr.Compare(b.Addr); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Proto, b.Proto); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Port, b.Port)
+	})
 }

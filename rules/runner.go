@@ -112,6 +112,10 @@ func (r *ExecRunner) LookPath(name string) (string, error) {
 		return "", fmt.Errorf("empty command name: %w", ErrNotFound)
 	}
 	if strings.Contains(name, "/") {
+		fi, err := os.Stat(name)
+		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return "", fmt.Errorf("%s: not an executable file: %w (%w)", name, ErrNotFound, exec.ErrNotFound)
+		}
 		return name, nil
 	}
 	r.mu.Lock()
@@ -292,7 +296,7 @@ func quoteArg(a string) string {
 		return "''"
 	}
 	for _, c := range a {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("@%+=:,./_-", c)) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("@%+=:,./_-{}", c)) {
 			return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 		}
 	}

@@ -1,0 +1,259 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"testing"
+)
+
+func mkIPTables(r Runner) Backend {
+	b, err := NewIPTables(r, "")
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+const (
+	iptRule4 = `-s 198.51.100.7 -p tcp -m tcp --dport 22 -m comment --comment 'knockdaemon 198.51.100.7 tcp 22' -j ACCEPT`
+	iptRule6 = `-s 2001:db8::7 -p tcp -m tcp --dport 443 -m comment --comment 'knockdaemon 2001:db8::7 tcp 443' -j ACCEPT`
+	iptRuleU = `-s 198.51.100.7 -p udp -m udp --dport 53 -m comment --comment 'knockdaemon 198.51.100.7 udp 53' -j ACCEPT`
+	iptRuleM = `-s 198.51.100.9 -p tcp -m tcp --dport 8080 -m comment --comment 'knockdaemon 198.51.100.9 tcp 8080' -j ACCEPT`
+)
+
+func TestIPTablesArgv(t *testing.T) {
+	runOpCases(t, mkIPTables, []opCase{
+		{
+			name: "setup fresh",
+			script: func(f *FakeRunner) {
+				f.Fail("iptables -w -C INPUT -j KNOCKDAEMON", 2, xtJumpMissing)
+				f.Fail("ip6tables -w -C INPUT -j KNOCKDAEMON", 1, xtBadRule)
+			},
+			op: setup,
+			want: []string{
+				"iptables -w -N KNOCKDAEMON",
+				"iptables -w -C INPUT -j KNOCKDAEMON",
+				"iptables -w -I INPUT 1 -j KNOCKDAEMON",
+				"ip6tables -w -N KNOCKDAEMON",
+				"ip6tables -w -C INPUT -j KNOCKDAEMON",
+				"ip6tables -w -I INPUT 1 -j KNOCKDAEMON",
+			},
+		},
+		{
+			name: "setup again changes nothing",
+			script: func(f *FakeRunner) {
+				f.Fail("iptables -w -N KNOCKDAEMON", 1, xtChainExists)
+				f.Fail("ip6tables -w -N KNOCKDAEMON", 1, xtChainExists)
+			},
+			op: setup,
+			want: []string{
+				"iptables -w -N KNOCKDAEMON",
+				"iptables -w -C INPUT -j KNOCKDAEMON",
+				"ip6tables -w -N KNOCKDAEMON",
+				"ip6tables -w -C INPUT -j KNOCKDAEMON",
+			},
+		},
+		{
+			name:    "setup fails on an unknown answer",
+			script:  func(f *FakeRunner) { f.Fail("iptables -w -N KNOCKDAEMON", 4, "iptables: Permission denied (you must be root).") },
+			op:      setup,
+			want:    []string{"iptables -w -N KNOCKDAEMON"},
+			wantErr: errAny,
+		},
+		{
+			name:   "open ipv4 tcp",
+			script: func(f *FakeRunner) { f.Fail("iptables -w -C KNOCKDAEMON "+iptRule4, 1, xtBadRule) },
+			op:     open(v4),
+			want:   []string{"iptables -w -C KNOCKDAEMON " + iptRule4, "iptables -w -A KNOCKDAEMON " + iptRule4},
+		},
+		{
+			name: "open again checks and adds nothing",
+			op:   open(v4),
+			want: []string{"iptables -w -C KNOCKDAEMON " + iptRule4},
+		},
+		{
+			name:   "open ipv4 udp",
+			script: func(f *FakeRunner) { f.Fail("iptables -w -C KNOCKDAEMON "+iptRuleU, 1, xtBadRule) },
+			op:     open(v4u),
+			want:   []string{"iptables -w -C KNOCKDAEMON " + iptRuleU, "iptables -w -A KNOCKDAEMON " + iptRuleU},
+		},
+		{
+			name:   "open ipv6 goes to ip6tables",
+			script: func(f *FakeRunner) { f.Fail("ip6tables -w -C KNOCKDAEMON "+iptRule6, 1, xtBadRule) },
+			op:     open(v6),
+			want:   []string{"ip6tables -w -C KNOCKDAEMON " + iptRule6, "ip6tables -w -A KNOCKDAEMON " + iptRule6},
+		},
+		{
+			name:   "open ipv4-mapped address is ipv4",
+			script: func(f *FakeRunner) { f.Fail("iptables -w -C KNOCKDAEMON "+iptRuleM, 1, xtBadRule) },
+			op:     open(v4in),
+			want:   []string{"iptables -w -C KNOCKDAEMON " + iptRuleM, "iptables -w -A KNOCKDAEMON " + iptRuleM},
+		},
+		{
+			name:    "open without the chain fails",
+			script:  func(f *FakeRunner) { f.Fail("iptables -w -C KNOCKDAEMON "+iptRule4, 1, xtBadRule).Fail("iptables -w -A KNOCKDAEMON "+iptRule4, 1, xtNoChain) },
+			op:      open(v4),
+			want:    []string{"iptables -w -C KNOCKDAEMON " + iptRule4, "iptables -w -A KNOCKDAEMON " + iptRule4},
+			wantErr: ErrNotExist,
+		},
+		{
+			name:    "open the unspecified address is refused before any command",
+			op:      open(Opening{Addr: netip.MustParseAddr("0.0.0.0"), Proto: "tcp", Port: 22}),
+			wantErr: errAny,
+		},
+		{
+			name:   "close deletes until gone",
+			script: func(f *FakeRunner) { f.On("iptables -w -D KNOCKDAEMON "+iptRule4, "", nil).Fail("iptables -w -D KNOCKDAEMON "+iptRule4, 1, xtBadRule) },
+			op:     closeOp(v4),
+			want:   []string{"iptables -w -D KNOCKDAEMON " + iptRule4, "iptables -w -D KNOCKDAEMON " + iptRule4},
+		},
+		{
+			name: "close removes a duplicate too",
+			script: func(f *FakeRunner) {
+				f.On("ip6tables -w -D KNOCKDAEMON "+iptRule6, "", nil).On("ip6tables -w -D KNOCKDAEMON "+iptRule6, "", nil).
+					Fail("ip6tables -w -D KNOCKDAEMON "+iptRule6, 1, xtBadRule)
+			},
+			op: closeOp(v6),
+			want: []string{"ip6tables -w -D KNOCKDAEMON " + iptRule6, "ip6tables -w -D KNOCKDAEMON " + iptRule6,
+				"ip6tables -w -D KNOCKDAEMON " + iptRule6},
+		},
+		{
+			name:   "close absent is not an error",
+			script: func(f *FakeRunner) { f.Fail("iptables -w -D KNOCKDAEMON "+iptRuleU, 1, xtBadRule) },
+			op:     closeOp(v4u),
+			want:   []string{"iptables -w -D KNOCKDAEMON " + iptRuleU},
+		},
+		{
+			name:   "close with the chain gone is not an error",
+			script: func(f *FakeRunner) { f.Fail("iptables -w -D KNOCKDAEMON "+iptRuleU, 1, xtNoChain) },
+			op:     closeOp(v4u),
+			want:   []string{"iptables -w -D KNOCKDAEMON " + iptRuleU},
+		},
+		{
+			name: "teardown",
+			script: func(f *FakeRunner) {
+				f.Fail("iptables -w -D INPUT -j KNOCKDAEMON", 1, xtBadRule)
+				f.Fail("ip6tables -w -D INPUT -j KNOCKDAEMON", 1, xtBadRule)
+			},
+			op: teardown,
+			want: []string{
+				"iptables -w -D INPUT -j KNOCKDAEMON", "iptables -w -F KNOCKDAEMON", "iptables -w -X KNOCKDAEMON",
+				"ip6tables -w -D INPUT -j KNOCKDAEMON", "ip6tables -w -F KNOCKDAEMON", "ip6tables -w -X KNOCKDAEMON",
+			},
+		},
+		{
+			name: "teardown of nothing",
+			script: func(f *FakeRunner) {
+				for _, tool := range []string{"iptables", "ip6tables"} {
+					f.Fail(tool+" -w -D INPUT -j KNOCKDAEMON", 2, xtJumpMissing)
+					f.Fail(tool+" -w -F KNOCKDAEMON", 1, xtNoChain)
+					f.Fail(tool+" -w -X KNOCKDAEMON", 1, xtNoChain)
+				}
+			},
+			op: teardown,
+			want: []string{
+				"iptables -w -D INPUT -j KNOCKDAEMON", "iptables -w -F KNOCKDAEMON", "iptables -w -X KNOCKDAEMON",
+				"ip6tables -w -D INPUT -j KNOCKDAEMON", "ip6tables -w -F KNOCKDAEMON", "ip6tables -w -X KNOCKDAEMON",
+			},
+		},
+		{
+			name: "check",
+			op:   check,
+			want: []string{"iptables -w -n -L INPUT", "ip6tables -w -n -L INPUT"},
+		},
+		{
+			name:    "check not installed",
+			script:  func(f *FakeRunner) { f.On("iptables -w -n -L INPUT", "", &CmdError{ExitCode: -1, Err: ErrNotFound}) },
+			op:      check,
+			want:    []string{"iptables -w -n -L INPUT"},
+			wantErr: ErrNotFound,
+		},
+	})
+}
+
+// An iptables -S listing as iptables 1.8.9 prints it, with rules that are
+// not the daemon's mixed in.
+const iptablesS4 = `-N KNOCKDAEMON
+-A KNOCKDAEMON -s 198.51.100.7/32 -p tcp -m tcp --dport 22 -m comment --comment "knockdaemon 198.51.100.7 tcp 22" -j ACCEPT
+-A KNOCKDAEMON -s 198.51.100.7/32 -p udp -m udp --dport 53 -m comment --comment "knockdaemon 198.51.100.7 udp 53" -j ACCEPT
+-A KNOCKDAEMON -s 198.51.100.7/32 -p tcp -m tcp --dport 22 -m comment --comment "knockdaemon 198.51.100.7 tcp 22" -j ACCEPT
+-A KNOCKDAEMON -s 203.0.113.0/24 -p tcp -m tcp --dport 22 -m comment --comment "knockdaemon 203.0.113.0 tcp 22" -j ACCEPT
+-A KNOCKDAEMON -s 203.0.113.5/32 -p tcp -m tcp --dport 25 -m comment --comment "knockdaemon 203.0.113.5 tcp 22" -j ACCEPT
+-A KNOCKDAEMON -s 203.0.113.6/32 -p tcp -m tcp --dport 25 -j ACCEPT
+-A KNOCKDAEMON ! -s 203.0.113.7/32 -p tcp -m tcp --dport 25 -m comment --comment "knockdaemon 203.0.113.7 tcp 25" -j ACCEPT
+-A KNOCKDAEMON -s 203.0.113.8/32 -p tcp -m tcp --dport 25 -m comment --comment "knockdaemon 203.0.113.8 tcp 25" -j DROP
+-A OTHER -s 203.0.113.9/32 -p tcp -m tcp --dport 25 -m comment --comment "knockdaemon 203.0.113.9 tcp 25" -j ACCEPT
+`
+
+const iptablesS6 = `-N KNOCKDAEMON
+-A KNOCKDAEMON -s 2001:db8::7/128 -p tcp -m tcp --dport 443 -m comment --comment "knockdaemon 2001:db8::7 tcp 443" -j ACCEPT
+-A KNOCKDAEMON -s 2001:db8::/64 -p tcp -m tcp --dport 443 -m comment --comment "knockdaemon 2001:db8:: tcp 443" -j ACCEPT
+`
+
+func TestIPTablesList(t *testing.T) {
+	tests := []struct {
+		name   string
+		script func(f *FakeRunner)
+		want   []Opening
+	}{
+		{
+			name: "both families, only the daemon's exact rules, duplicates once",
+			script: func(f *FakeRunner) {
+				f.On("iptables -w -S KNOCKDAEMON", iptablesS4, nil).On("ip6tables -w -S KNOCKDAEMON", iptablesS6, nil)
+			},
+			want: []Opening{
+				{Addr: netip.MustParseAddr("198.51.100.7"), Proto: "tcp", Port: 22},
+				{Addr: netip.MustParseAddr("198.51.100.7"), Proto: "udp", Port: 53},
+				{Addr: netip.MustParseAddr("2001:db8::7"), Proto: "tcp", Port: 443},
+			},
+		},
+		{
+			name: "missing chains hold nothing",
+			script: func(f *FakeRunner) {
+				f.Fail("iptables -w -S KNOCKDAEMON", 1, xtNoChain).Fail("ip6tables -w -S KNOCKDAEMON", 1, xtNoChain)
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := new(FakeRunner)
+			tc.script(f)
+			got, err := mkIPTables(f).List(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("List = %v, want %v", got, tc.want)
+			}
+			if want := []string{"iptables -w -S KNOCKDAEMON", "ip6tables -w -S KNOCKDAEMON"}; !slices.Equal(f.Calls(), want) {
+				t.Fatalf("commands %q, want %q", f.Calls(), want)
+			}
+		})
+	}
+	t.Run("an unknown failure is an error", func(t *testing.T) {
+		f := new(FakeRunner).Fail("iptables -w -S KNOCKDAEMON", 1, "iptables v1.8.9 (nf_tables): chain `KNOCKDAEMON' in table `filter' is incompatible, use 'nft' tool.")
+		if _, err := mkIPTables(f).List(context.Background()); err == nil || errors.Is(err, ErrNotExist) {
+			t.Fatalf("List error = %v, want a plain failure", err)
+		}
+	})
+}
+
+func TestNewIPTablesChainNames(t *testing.T) {
+	for _, tc := range []struct {
+		chain string
+		ok    bool
+	}{
+		{"", true}, {"KNOCKDAEMON", true}, {"knock-2.v4", true},
+		{"INPUT", false}, {"accept", false}, {"-j", false}, {"a b", false},
+		{"ABCDEFGHIJKLMNOPQRSTUVWXYZ12", true}, {"ABCDEFGHIJKLMNOPQRSTUVWXYZ123", false}, {"x;y", false},
+	} {
+		t.Run(tc.chain, func(t *testing.T) {
+			_, err := NewIPTables(new(FakeRunner), tc.chain)
+			if (err == nil) != tc.ok {
+				t.Fatalf("NewIPTables(%q) error = %v, want ok=%v", tc.chain, err, tc.ok)
+			}
+		})
+	}
+}

@@ -1,0 +1,404 @@
+//go:build linux
+
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/knockdaemon/knock/internal/netnstest"
+)
+
+// The real-kernel tests: each runs in a fresh pair of namespaces from
+// netnstest, drives the backend through NetnsRunner (as the daemon's
+// [backend] netns option does) and checks with real TCP connections from
+// the client namespace that an opening lets the client in and a close
+// shuts it out again.
+
+const testPort = 2222
+
+// How long a connection attempt that must fail is given; the server drops
+// SYNs silently, so a failure takes this long.
+const refusedWait = 400 * time.Millisecond
+
+type kernelHost struct {
+	n *netnstest.Net
+	r Runner
+}
+
+func newKernelHost(t *testing.T, tools ...string) *kernelHost {
+	t.Helper()
+	netnstest.Require(t, tools...)
+	n := netnstest.New(t)
+	netnstest.Listen(t, n.Server, "tcp", fmt.Sprintf(":%d", testPort))
+	return &kernelHost{n: n, r: NetnsRunner(new(ExecRunner), n.Server)}
+}
+
+// sh runs argv in the server namespace and fails the test on error.
+func (h *kernelHost) sh(t *testing.T, argv ...string) string {
+	t.Helper()
+	return netnstest.MustExec(t, h.n.Server, argv...)
+}
+
+// dropPort makes the server drop new TCP connections to testPort with
+// iptables and ip6tables, as an admin's default-deny would.
+func (h *kernelHost) dropPort(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		h.sh(t, tool, "-w", "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(testPort), "-j", "DROP")
+	}
+}
+
+func (h *kernelHost) target(a netip.Addr) string {
+	return net.JoinHostPort(a.String(), strconv.Itoa(testPort))
+}
+
+func (h *kernelHost) client4() Opening {
+	return Opening{Addr: h.n.Client.IP4, Proto: "tcp", Port: testPort}
+}
+
+func (h *kernelHost) client6() Opening {
+	return Opening{Addr: h.n.Client.IP6, Proto: "tcp", Port: testPort}
+}
+
+// mustConnect asserts a connection from the client to server address a
+// is answered.
+func (h *kernelHost) mustConnect(t *testing.T, a netip.Addr, when string) {
+	t.Helper()
+	if err := netnstest.Dial(h.n.Client.NS, "tcp", h.target(a), 2*time.Second); err != nil {
+		t.Fatalf("%s: connection to %s failed: %v", when, h.target(a), err)
+	}
+}
+
+// mustNotConnect asserts a connection attempt is not answered.
+func (h *kernelHost) mustNotConnect(t *testing.T, a netip.Addr, when string) {
+	t.Helper()
+	if err := netnstest.Dial(h.n.Client.NS, "tcp", h.target(a), refusedWait); err == nil {
+		t.Fatalf("%s: connection to %s succeeded, want it blocked", when, h.target(a))
+	}
+}
+
+func mustList(t *testing.T, b Backend, want ...Opening) {
+	t.Helper()
+	got, err := b.List(context.Background())
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	for i := range got {
+		got[i].Timeout = 0
+	}
+	sortOpenings(got)
+	sortOpenings(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("List = %v, want %v", got, want)
+	}
+}
+
+func must(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// lifecycle is the common scenario: blocked, open (twice), connect, close
+// (twice), blocked, for each opening in os.
+func lifecycle(t *testing.T, h *kernelHost, b Backend, count func(t *testing.T) int, openings ...Opening) {
+	t.Helper()
+	ctx := context.Background()
+	for _, o := range openings {
+		server := h.n.Client.ServerIP4
+		if o.Addr.Is6() {
+			server = h.n.Client.ServerIP6
+		}
+		h.mustNotConnect(t, server, "before open "+o.String())
+		must(t, "open", b.Open(ctx, o))
+		h.mustConnect(t, server, "after open "+o.String())
+		must(t, "open again", b.Open(ctx, o))
+		if n := count(t); n != 1 {
+			t.Fatalf("after opening %s twice the firewall holds %d entries, want 1", o, n)
+		}
+		mustList(t, b, Opening{Addr: o.Addr, Proto: o.Proto, Port: o.Port})
+		must(t, "close", b.Close(ctx, o))
+		h.mustNotConnect(t, server, "after close "+o.String())
+		must(t, "close again (absent)", b.Close(ctx, o))
+		if n := count(t); n != 0 {
+			t.Fatalf("after closing %s the firewall holds %d entries, want 0", o, n)
+		}
+		mustList(t, b)
+	}
+}
+
+// awaitExpiry waits (bounded) until the backend lists nothing, with no
+// daemon doing anything: the kernel timeout removed the opening.
+func awaitExpiry(t *testing.T, b Backend, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		got, err := b.List(context.Background())
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		if len(got) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("opening %v still there %v after it should have expired", got, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func countLines(out, substr string) int {
+	n := 0
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestKernelIPTables(t *testing.T) {
+	t.Parallel()
+	h := newKernelHost(t, "iptables", "ip6tables")
+	h.dropPort(t)
+	b, err := NewIPTables(h.r, "KD"+strings.ToUpper(netnstest.RandHex(3)))
+	must(t, "new", err)
+	ctx := context.Background()
+	must(t, "check", b.Check(ctx))
+	must(t, "setup", b.Setup(ctx))
+	must(t, "setup again", b.Setup(ctx))
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if n := countLines(h.sh(t, tool, "-w", "-S", "INPUT"), "-j "+b.Chain()); n != 1 {
+			t.Fatalf("%s INPUT has %d jumps to %s after two setups, want 1", tool, n, b.Chain())
+		}
+	}
+	count := func(t *testing.T) int {
+		return countLines(h.sh(t, "iptables", "-w", "-S", b.Chain()), "-A ") +
+			countLines(h.sh(t, "ip6tables", "-w", "-S", b.Chain()), "-A ")
+	}
+	lifecycle(t, h, b, count, h.client4(), h.client6())
+
+	// UDP openings are rules too.
+	u := Opening{Addr: h.n.Client.IP4, Proto: "udp", Port: 53}
+	must(t, "open udp", b.Open(ctx, u))
+	mustList(t, b, u)
+
+	// Teardown removes the jump and the chain with what is still in it.
+	must(t, "open before teardown", b.Open(ctx, h.client6()))
+	must(t, "teardown", b.Teardown(ctx))
+	must(t, "teardown again", b.Teardown(ctx))
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if out := h.sh(t, tool, "-w", "-S"); strings.Contains(out, b.Chain()) {
+			t.Fatalf("%s still mentions %s after teardown:\n%s", tool, b.Chain(), out)
+		}
+	}
+	h.mustNotConnect(t, h.n.Client.ServerIP6, "after teardown")
+}
+
+func TestKernelIPSet(t *testing.T) {
+	t.Parallel()
+	h := newKernelHost(t, "ipset", "iptables", "ip6tables")
+	h.dropPort(t)
+	set := "kd" + netnstest.RandHex(3)
+	b, err := NewIPSet(h.r, set)
+	must(t, "new", err)
+	ctx := context.Background()
+	must(t, "check", b.Check(ctx))
+	must(t, "setup", b.Setup(ctx))
+	must(t, "setup again", b.Setup(ctx))
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if n := countLines(h.sh(t, tool, "-w", "-S", "INPUT"), "--match-set "+set); n != 1 {
+			t.Fatalf("%s INPUT has %d rules matching the set after two setups, want 1", tool, n)
+		}
+	}
+	count := func(t *testing.T) int {
+		return countLines(h.sh(t, "ipset", "list", set, "-output", "save"), "add ") +
+			countLines(h.sh(t, "ipset", "list", set+"6", "-output", "save"), "add ")
+	}
+	lifecycle(t, h, b, count, h.client4(), h.client6())
+
+	// An opening with a kernel timeout disappears by itself, and the
+	// client is shut out again; opening again refreshed the timeout.
+	o := h.client4()
+	o.Timeout = 1 * time.Second
+	must(t, "open 1s", b.Open(ctx, o))
+	o.Timeout = 2 * time.Second
+	must(t, "refresh to 2s", b.Open(ctx, o))
+	if out := h.sh(t, "ipset", "list", set, "-output", "save"); !strings.Contains(out, " timeout 2") && !strings.Contains(out, " timeout 1") {
+		t.Fatalf("element has no timeout:\n%s", out)
+	}
+	h.mustConnect(t, h.n.Client.ServerIP4, "within the timeout")
+	awaitExpiry(t, b, 4*time.Second)
+	h.mustNotConnect(t, h.n.Client.ServerIP4, "after the kernel timeout")
+
+	must(t, "open before teardown", b.Open(ctx, h.client6()))
+	must(t, "teardown", b.Teardown(ctx))
+	must(t, "teardown again", b.Teardown(ctx))
+	if out := h.sh(t, "ipset", "list", "-n"); strings.Contains(out, set) {
+		t.Fatalf("sets left after teardown:\n%s", out)
+	}
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if out := h.sh(t, tool, "-w", "-S"); strings.Contains(out, set) {
+			t.Fatalf("%s still matches %s after teardown:\n%s", tool, set, out)
+		}
+	}
+}
+
+// nftAdminTable creates the admin's own table: an inet table with an input
+// chain that drops new connections to testPort.
+func nftAdminTable(t *testing.T, h *kernelHost) string {
+	t.Helper()
+	table := "kt" + netnstest.RandHex(3)
+	h.sh(t, "nft", "add", "table", "inet", table)
+	h.sh(t, "nft", "add", "chain", "inet", table, "input", "{", "type", "filter", "hook", "input", "priority", "0", ";", "policy", "accept", ";", "}")
+	h.sh(t, "nft", "add", "rule", "inet", table, "input", "tcp", "dport", strconv.Itoa(testPort), "drop")
+	return table
+}
+
+func TestKernelNFTables(t *testing.T) {
+	t.Parallel()
+	h := newKernelHost(t, "nft")
+	table := nftAdminTable(t, h)
+	b, err := NewNFTables(h.r, "inet "+table, "input", "")
+	must(t, "new", err)
+	ctx := context.Background()
+	must(t, "check", b.Check(ctx))
+	must(t, "setup", b.Setup(ctx))
+	must(t, "setup again", b.Setup(ctx))
+	if n := countLines(h.sh(t, "nft", "-a", "list", "chain", "inet", table, "input"), "comment \"knockdaemon "); n != 2 {
+		t.Fatalf("chain holds %d daemon rules after two setups, want 2 (one per family)", n)
+	}
+	count := func(t *testing.T) int {
+		got, err := b.List(ctx)
+		must(t, "list", err)
+		return len(got)
+	}
+	lifecycle(t, h, b, count, h.client4(), h.client6())
+
+	// Kernel timeout: gone by itself, client shut out again. Open with a
+	// long timeout first, then refresh to a short one: the refresh must
+	// replace the timeout (Debian 12's kernel 6.1 keeps the old timeout on
+	// a plain "add element").
+	o := h.client6()
+	o.Timeout = time.Hour
+	must(t, "open 1h", b.Open(ctx, o))
+	o.Timeout = 2 * time.Second
+	must(t, "refresh to 2s", b.Open(ctx, o))
+	got, err := b.List(ctx)
+	must(t, "list", err)
+	if len(got) != 1 || got[0].Timeout <= 0 || got[0].Timeout > 2*time.Second {
+		t.Fatalf("after refresh List = %v, want one element with at most 2s left", got)
+	}
+	h.mustConnect(t, h.n.Client.ServerIP6, "within the timeout")
+	awaitExpiry(t, b, 4*time.Second)
+	h.mustNotConnect(t, h.n.Client.ServerIP6, "after the kernel timeout")
+
+	must(t, "open before teardown", b.Open(ctx, h.client4()))
+	must(t, "teardown", b.Teardown(ctx))
+	must(t, "teardown again", b.Teardown(ctx))
+	if out := h.sh(t, "nft", "list", "table", "inet", table); strings.Contains(out, "knockdaemon") {
+		t.Fatalf("daemon objects left after teardown:\n%s", out)
+	}
+	h.mustNotConnect(t, h.n.Client.ServerIP4, "after teardown")
+}
+
+func TestKernelNFTablesMissingChain(t *testing.T) {
+	t.Parallel()
+	h := newKernelHost(t, "nft")
+	b, err := NewNFTables(h.r, "inet nosuch"+netnstest.RandHex(2), "input", "")
+	must(t, "new", err)
+	ctx := context.Background()
+	if err := b.Check(ctx); !errors.Is(err, ErrNotExist) || !strings.Contains(err.Error(), "hint:") {
+		t.Fatalf("Check = %v, want ErrNotExist with a hint", err)
+	}
+	if err := b.Setup(ctx); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("Setup = %v, want ErrNotExist", err)
+	}
+	must(t, "teardown of nothing", b.Teardown(ctx))
+}
+
+// TestKernelOpenLatency measures Open per backend on the real kernel and
+// logs the median and 90th percentile next to a baseline: starting
+// /bin/true the same way. There is no timed assertion; the figures go
+// into the report. Two ways of reaching the namespace are measured:
+// through "ip netns exec" (NetnsRunner, what the e2e tests use) and
+// directly from a thread inside the namespace (what a daemon running in
+// the namespace, or on the host, pays).
+func TestKernelOpenLatency(t *testing.T) {
+	h := newKernelHost(t, "nft", "ipset", "iptables", "ip6tables")
+	table := nftAdminTable(t, h)
+	direct := new(ExecRunner)
+	ctx := context.Background()
+	const rounds = 30
+
+	type backendCase struct {
+		name string
+		mk   func(r Runner) (Backend, error)
+	}
+	cases := []backendCase{
+		{"true (baseline)", nil},
+		{"nftables", func(r Runner) (Backend, error) { return NewNFTables(r, "inet "+table, "input", "") }},
+		{"ipset", func(r Runner) (Backend, error) { return NewIPSet(r, "kl"+netnstest.RandHex(3)) }},
+		{"iptables", func(r Runner) (Backend, error) { return NewIPTables(r, "KL"+strings.ToUpper(netnstest.RandHex(3))) }},
+	}
+	median := func(d []time.Duration) (time.Duration, time.Duration) {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return d[len(d)/2], d[len(d)*9/10]
+	}
+	for _, via := range []string{"netns-exec", "in-namespace"} {
+		var base time.Duration
+		for _, c := range cases {
+			var samples []time.Duration
+			err := netnstest.Do(h.n.Server, func() error {
+				r := Runner(direct)
+				if via == "netns-exec" {
+					r = h.r
+				}
+				if c.mk == nil {
+					for range rounds {
+						start := time.Now()
+						if _, err := r.Run(ctx, []string{"true"}); err != nil {
+							return err
+						}
+						samples = append(samples, time.Since(start))
+					}
+					return nil
+				}
+				b, err := c.mk(r)
+				if err != nil {
+					return err
+				}
+				if err := b.Setup(ctx); err != nil {
+					return err
+				}
+				defer b.Teardown(ctx)
+				for i := range rounds {
+					o := Opening{Addr: h.n.Client.IP4, Proto: "tcp", Port: uint16(10000 + i%5), Timeout: time.Minute}
+					start := time.Now()
+					if err := b.Open(ctx, o); err != nil {
+						return err
+					}
+					samples = append(samples, time.Since(start))
+				}
+				return nil
+			})
+			must(t, c.name, err)
+			med, p90 := median(samples)
+			if c.mk == nil {
+				base = med
+			}
+			t.Logf("%-12s %-16s open median %8v  p90 %8v  = %.1fx the baseline", via, c.name, med.Round(time.Microsecond), p90.Round(time.Microsecond), float64(med)/float64(base))
+		}
+	}
+}
