@@ -56,8 +56,10 @@ func TestIPTablesArgv(t *testing.T) {
 			},
 		},
 		{
-			name:    "setup fails on an unknown answer",
-			script:  func(f *FakeRunner) { f.Fail("iptables -w -N KNOCKDAEMON", 4, "iptables: Permission denied (you must be root).") },
+			name: "setup fails on an unknown answer",
+			script: func(f *FakeRunner) {
+				f.Fail("iptables -w -N KNOCKDAEMON", 4, "iptables: Permission denied (you must be root).")
+			},
 			op:      setup,
 			want:    []string{"iptables -w -N KNOCKDAEMON"},
 			wantErr: errAny,
@@ -92,8 +94,10 @@ func TestIPTablesArgv(t *testing.T) {
 			want:   []string{"iptables -w -C KNOCKDAEMON " + iptRuleM, "iptables -w -A KNOCKDAEMON " + iptRuleM},
 		},
 		{
-			name:    "open without the chain fails",
-			script:  func(f *FakeRunner) { f.Fail("iptables -w -C KNOCKDAEMON "+iptRule4, 1, xtBadRule).Fail("iptables -w -A KNOCKDAEMON "+iptRule4, 1, xtNoChain) },
+			name: "open without the chain fails",
+			script: func(f *FakeRunner) {
+				f.Fail("iptables -w -C KNOCKDAEMON "+iptRule4, 1, xtBadRule).Fail("iptables -w -A KNOCKDAEMON "+iptRule4, 1, xtNoChain)
+			},
 			op:      open(v4),
 			want:    []string{"iptables -w -C KNOCKDAEMON " + iptRule4, "iptables -w -A KNOCKDAEMON " + iptRule4},
 			wantErr: ErrNotExist,
@@ -104,10 +108,12 @@ func TestIPTablesArgv(t *testing.T) {
 			wantErr: errAny,
 		},
 		{
-			name:   "close deletes until gone",
-			script: func(f *FakeRunner) { f.On("iptables -w -D KNOCKDAEMON "+iptRule4, "", nil).Fail("iptables -w -D KNOCKDAEMON "+iptRule4, 1, xtBadRule) },
-			op:     closeOp(v4),
-			want:   []string{"iptables -w -D KNOCKDAEMON " + iptRule4, "iptables -w -D KNOCKDAEMON " + iptRule4},
+			name: "close deletes until gone",
+			script: func(f *FakeRunner) {
+				f.On("iptables -w -D KNOCKDAEMON "+iptRule4, "", nil).Fail("iptables -w -D KNOCKDAEMON "+iptRule4, 1, xtBadRule)
+			},
+			op:   closeOp(v4),
+			want: []string{"iptables -w -D KNOCKDAEMON " + iptRule4, "iptables -w -D KNOCKDAEMON " + iptRule4},
 		},
 		{
 			name: "close removes a duplicate too",

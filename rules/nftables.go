@@ -42,11 +42,11 @@ type NFTables struct {
 }
 
 type nftSet struct {
-	name   string
-	v6     bool
-	tag    string   // the rule's comment
-	typ    []string // element type
-	saddr  []string // "ip saddr" or "ip6 saddr"
+	name  string
+	v6    bool
+	tag   string   // the rule's comment
+	typ   []string // element type
+	saddr []string // "ip saddr" or "ip6 saddr"
 }
 
 // NewNFTables returns the nftables backend for the admin's table ("FAMILY

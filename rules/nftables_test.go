@@ -62,9 +62,11 @@ func TestNFTablesArgv(t *testing.T) {
 			wantErr: ErrNotExist,
 		},
 		{
-			name:   "setup with a set of another type",
-			script: func(f *FakeRunner) { f.On(list, nftChainOurs, nil).Default = func([]string) ([]byte, error) { return nil, &CmdError{ExitCode: 1, Stderr: nftEEXIST} } },
-			op:     setup,
+			name: "setup with a set of another type",
+			script: func(f *FakeRunner) {
+				f.On(list, nftChainOurs, nil).Default = func([]string) ([]byte, error) { return nil, &CmdError{ExitCode: 1, Stderr: nftEEXIST} }
+			},
+			op: setup,
 			want: []string{list, "nft add set inet filter knockdaemon { type ipv4_addr . inet_proto . inet_service ';' flags timeout ';' } ';' " +
 				"delete rule inet filter input handle 7 ';' add set inet filter knockdaemon6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' }"},
 			wantErr: ErrExists,
@@ -85,8 +87,10 @@ func TestNFTablesArgv(t *testing.T) {
 			want: []string{"nft add element inet filter knockdaemon { 198.51.100.7 . udp . 53 } ';' delete element inet filter knockdaemon { 198.51.100.7 . udp . 53 } ';' add element inet filter knockdaemon { 198.51.100.7 . udp . 53 }"},
 		},
 		{
-			name:    "open without the set",
-			script:  func(f *FakeRunner) { f.Fail("nft add element "+el4+" } ';' delete element "+el4+" } ';' add element "+el4+" timeout 90s }", 1, nftENOENT) },
+			name: "open without the set",
+			script: func(f *FakeRunner) {
+				f.Fail("nft add element "+el4+" } ';' delete element "+el4+" } ';' add element "+el4+" timeout 90s }", 1, nftENOENT)
+			},
 			op:      open(v4),
 			want:    []string{"nft add element " + el4 + " } ';' delete element " + el4 + " } ';' add element " + el4 + " timeout 90s }"},
 			wantErr: ErrNotExist,
@@ -209,8 +213,10 @@ func TestNFTablesList(t *testing.T) {
 			wantErr: true,
 		},
 		{
-			name:    "an element with a bad port is an error",
-			script:  func(f *FakeRunner) { f.On(l4, `{"nftables": [{"set": {"elem": [{"concat": ["198.51.100.8", "udp", 0]}]}}]}`, nil) },
+			name: "an element with a bad port is an error",
+			script: func(f *FakeRunner) {
+				f.On(l4, `{"nftables": [{"set": {"elem": [{"concat": ["198.51.100.8", "udp", 0]}]}}]}`, nil)
+			},
 			wantErr: true,
 		},
 	}
