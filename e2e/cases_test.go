@@ -25,7 +25,7 @@ func flow(t *testing.T, w *world, d *daemonProc, conf string) {
 	took := expectOpenWithin(t, c, srv, portA, openWithin, "after knockclient knock --time 10")
 	t.Logf("%s/%s: port open %v after knockclient returned", w.opts.backend, t.Name(), took.Round(time.Millisecond))
 	d.waitEvent(m, 5*time.Second, map[string]string{"event": "accepted", "src": src, "user": "alice", "port": "2222"})
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "src": src, "port": "2222"})
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "addr": src, "port": "2222"})
 
 	// The grant is for one port and one address.
 	expectClosed(t, c, srv, portB, "a port that was not asked for")
@@ -41,7 +41,7 @@ func flow(t *testing.T, w *world, d *daemonProc, conf string) {
 	m = d.mark()
 	w.knock(c, srv, portA, 255)
 	expectClosedWithin(t, c, srv, portA, 2*time.Second, "after knockclient knock --time 255")
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "closed", "src": src, "port": "2222"})
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "closed", "addr": src, "port": "2222"})
 	out, err = w.ctl(conf, "status")
 	if err != nil {
 		t.Errorf("knockdaemon status: %v\n%s", err, out)
@@ -86,7 +86,7 @@ func TestShortOpeningExpires(t *testing.T) {
 	knocked := time.Now()
 	w.knock(c, c.ServerIP4, portA, 1)
 	expectOpenWithin(t, c, c.ServerIP4, portA, openWithin, "after knock --time 1")
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "src": c.IP4.String()})
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "addr": c.IP4.String()})
 
 	sleepUntil(knocked.Add(55 * time.Second))
 	if !canConnect(c, c.ServerIP4, portA, openProbe) {
@@ -95,7 +95,7 @@ func TestShortOpeningExpires(t *testing.T) {
 	sleepUntil(knocked.Add(60 * time.Second))
 	expectClosedWithin(t, c, c.ServerIP4, portA, 4*time.Second, "one minute after knock --time 1")
 	t.Logf("closed %v after the knock", time.Since(knocked).Round(100*time.Millisecond))
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "closed", "src": c.IP4.String(), "port": "2222"})
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "closed", "addr": c.IP4.String(), "port": "2222"})
 }
 
 func sleepUntil(at time.Time) {
@@ -205,7 +205,7 @@ func TestIPv6(t *testing.T) {
 	w.knock(c, c.ServerIP6, portA, 5)
 	took := expectOpenWithin(t, c, c.ServerIP6, portA, openWithin, "IPv6, after the knock")
 	t.Logf("IPv6 port open %v after knockclient returned", took.Round(time.Millisecond))
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "src": c.IP6.String(), "port": "2222"})
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "addr": c.IP6.String(), "port": "2222"})
 	// The grant is for the IPv6 address that knocked, not its IPv4 twin.
 	expectClosed(t, c, c.ServerIP4, portA, "over IPv4 after an IPv6 knock")
 	w.knock(c, c.ServerIP6, portA, 255)
@@ -222,7 +222,7 @@ func TestUDPKnocks(t *testing.T) {
 	m := d.mark()
 	w.knock(c, c.ServerIP4, portA, 5, "--udp")
 	expectOpenWithin(t, c, c.ServerIP4, portA, openWithin, "after UDP knocks")
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "src": c.IP4.String(), "port": "2222"})
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "addr": c.IP4.String(), "port": "2222"})
 }
 
 // Case 8: the nftables backend, in the admin's own table and chain.
