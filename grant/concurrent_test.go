@@ -136,3 +136,26 @@ func TestRetriesOnTheRealClock(t *testing.T) {
 		t.Fatal("openings left")
 	}
 }
+
+// BenchmarkOpenExtendClose measures the Manager's own cost per operation
+// (the fake backend and persist hook cost next to nothing).
+func BenchmarkOpenExtendClose(b *testing.B) {
+	c := clock.NewFake(t0)
+	m, err := New(Config{Backend: newFakeBackend(c), Clock: c, Persist: func([]Grant) error { return nil }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Stop()
+	ctx := context.Background()
+	keys := make([]Key, 1024)
+	for i := range keys {
+		keys[i] = key(fmt.Sprintf("198.18.%d.%d", i/256, i%256), "tcp", 22)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		k := keys[i%len(keys)]
+		m.Open(ctx, k, "alice", 5)
+		m.Open(ctx, k, "alice", 10)
+		m.Close(ctx, k)
+	}
+}

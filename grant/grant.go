@@ -570,6 +570,9 @@ func (m *Manager) Restore(ctx context.Context, grants []Grant) error {
 			// on time, and the next knock re-applies it.
 			m.log.Error("re-applying a restored grant failed", "event", OpenFailed, "reason", "restore",
 				"addr", k.Addr, "proto", k.Proto, "port", k.Port, "user", e.g.User, "err", err)
+		} else {
+			m.log.Info("grant restored", "addr", k.Addr, "proto", k.Proto, "port", k.Port, "user", e.g.User,
+				"remaining", timeout(e.g.Expires, now))
 		}
 		m.armExpiry(k, e, now)
 	}
