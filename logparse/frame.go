@@ -60,7 +60,10 @@ func parseFrame(p []byte, h *Hit) (frame, string) {
 	}
 	if rest, ok := dmesgCtime(p, h); ok {
 		p = rest
-	} else if rest, ok := syslogTime(p, h); ok {
+	} else if rest, ok := syslogTime(p, h); ok && dmesgISO(p) {
+		// dmesg --time-format iso: no host, no tag
+		p = skipSpaces(rest)
+	} else if ok {
 		p = skipSpaces(rest)
 		if len(p) > 0 && p[0] == '<' { // FreeBSD syslogd -v / -vv
 			if rest, fac, ok := bsdFacility(p); ok {
@@ -91,9 +94,20 @@ func parseFrame(p []byte, h *Hit) (frame, string) {
 				return f, "the syslog tag names a process, not the kernel"
 			}
 		}
-	} else if t1, rest1 := token(p); isKernelTag(t1) {
-		h.FromKernel = true
-		p = rest1
+	} else {
+		// bare text, "kernel: ...", or journalctl -o short-monotonic's
+		// "[  488.204357] host kernel: ..."
+		p = uptime(p, h)
+		t1, rest1 := token(p)
+		t2, rest2 := token(rest1)
+		switch {
+		case isKernelTag(t1):
+			h.FromKernel = true
+			p = rest1
+		case h.Uptime != 0 && isKernelTag(t2):
+			h.FromKernel = true
+			p = rest2
+		}
 	}
 	f.msg = uptime(p, h)
 	return f, ""
@@ -403,4 +417,10 @@ func pveHeader(p []byte, h *Hit) ([]byte, bool) {
 	}
 	h.Time = time.Date(int(y), time.Month(mon), int(d), hh, mm, ss, 0, loc)
 	return p[27:], true
+}
+
+// dmesgISO tells dmesg's ISO stamp ("2026-11-21T06:02:19,780316+00:00",
+// a comma before the fraction) from RFC 3339 syslog stamps.
+func dmesgISO(p []byte) bool {
+	return len(p) > 19 && p[4] == '-' && p[10] == 'T' && p[19] == ','
 }

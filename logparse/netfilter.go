@@ -248,7 +248,9 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 	if bytes.Contains(prefix, keyKern) {
 		return malformed(Netfilter, "unrecognised header before the kernel tag")
 	}
-	if f.kmsg && bytes.IndexByte(prefix, '\\') >= 0 {
+	// /dev/kmsg escapes bytes below ' ', at or above 0x7f and '\' as
+	// \xNN, and readers of it (rsyslog's imkmsg, journald) pass that on.
+	if bytes.IndexByte(prefix, '\\') >= 0 {
 		h.Prefix = string(unescapeKmsg(prefix))
 	} else if string(prefix) == oldPrefix {
 		h.Prefix = oldPrefix
