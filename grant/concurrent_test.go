@@ -159,3 +159,45 @@ func BenchmarkOpenExtendClose(b *testing.B) {
 		m.Close(ctx, k)
 	}
 }
+
+// Status must answer while a firewall command hangs, and Stop must cancel
+// a hung close the Manager runs on its own.
+func TestListAndStopDoNotWaitForAHungFirewall(t *testing.T) {
+	h := newHarness(t)
+	h.open(ssh, 1)
+	h.open(https, 5)
+	gate := make(chan struct{})
+	h.backend.mu.Lock()
+	h.backend.gate = gate
+	h.backend.mu.Unlock()
+
+	expired := make(chan struct{})
+	go func() { defer close(expired); h.clock.Set(t0.Add(time.Minute)) }() // the expiry close hangs
+	// Wait until the close is under way: the grant is published as closing.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l := h.m.List()
+		if len(l) == 2 && l[0].Key() == ssh && l[0].State == StateClosing && l[1].State == StateOpen {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("List = %+v while the close hangs, want ssh closing and https open", l)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); h.m.Stop() }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		close(gate)
+		t.Fatal("Stop waited for the hung firewall command")
+	}
+	<-expired
+	if _, ok := h.backend.has(ssh); !ok {
+		t.Fatal("the cancelled close removed the opening")
+	}
+	if l := h.m.List(); len(l) != 2 || l[0].State != StateClosing || l[0].Attempts != 1 {
+		t.Fatalf("after Stop List = %+v, want ssh closing after 1 failed attempt", l)
+	}
+}

@@ -45,6 +45,7 @@ type fakeBackend struct {
 	failClose map[Key]int // the next n Closes of key fail; -1: all
 	listErr   error
 	flaky     func(op string) bool // when set and true, the call fails
+	gate      chan struct{}        // when set, Close waits for it (a hung firewall command)
 	extra     []rules.Opening      // reported by List besides the openings
 }
 
@@ -89,6 +90,16 @@ func (b *fakeBackend) Open(ctx context.Context, o rules.Opening) error {
 }
 
 func (b *fakeBackend) Close(ctx context.Context, o rules.Opening) error {
+	b.mu.Lock()
+	gate := b.gate
+	b.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.record("close", o)

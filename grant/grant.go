@@ -49,7 +49,10 @@
 // firewalls want anyway (iptables takes the xtables lock) and which makes
 // every interleaving of open, extend, close and retry for a Key simple to
 // reason about. Each backend call is bounded by OpTimeout so a hung
-// firewall command cannot wedge the Manager; Stop cancels calls in flight.
+// firewall command cannot wedge the Manager; Stop cancels the calls the
+// Manager makes on its own. List does not take the mutex: it reads a copy
+// published after every change, so status answers while a firewall
+// command hangs.
 // Timer callbacks take the same mutex and carry a generation number, so a
 // callback that lost a race with an extend or a close does nothing.
 package grant
@@ -63,6 +66,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/knockdaemon/knock/internal/clock"
@@ -195,6 +199,8 @@ type Manager struct {
 
 	ctx    context.Context // for calls the Manager makes on its own; cancelled by Stop
 	cancel context.CancelFunc
+
+	view atomic.Pointer[[]Info] // what List reports; replaced after every change
 
 	mu      sync.Mutex
 	grants  map[Key]*entry
@@ -373,6 +379,7 @@ func (m *Manager) tryClose(ctx context.Context, k Key, e *entry, reason string) 
 	gen := m.gen
 	e.gen = gen
 	e.timer = m.clock.AfterFunc(delay, func() { m.retry(k, gen) })
+	m.publishLocked()
 	m.log.Error("closing an opening failed; retrying", "event", CloseFailed,
 		"addr", k.Addr, "proto", k.Proto, "port", k.Port, "user", e.g.User,
 		"attempt", e.attempts, "retry_in", delay, "err", err)
@@ -475,22 +482,35 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
+// persistLocked publishes the grants for List and hands a snapshot to the
+// persist hook; it is called after every change.
 func (m *Manager) persistLocked() {
+	grants := m.publishLocked()
 	if m.persist == nil {
 		return
 	}
-	if err := m.persist(m.snapshot()); err != nil {
+	if err := m.persist(grants); err != nil {
 		m.log.Error("grants not saved to the state file; carrying on from memory", "err", err)
 	}
 }
 
-func (m *Manager) snapshot() []Grant {
-	out := make([]Grant, 0, len(m.grants))
-	for _, e := range m.grants {
-		out = append(out, e.g)
+// publishLocked stores a sorted copy of every grant for List, which reads
+// it without taking the lock (so status answers while a firewall command
+// hangs), and returns the grants as persisted.
+func (m *Manager) publishLocked() []Grant {
+	grants := make([]Grant, 0, len(m.grants))
+	infos := make([]Info, 0, len(m.grants))
+	for _, k := range m.sortedKeys() {
+		e := m.grants[k]
+		grants = append(grants, e.g)
+		inf := Info{Grant: e.g}
+		if e.g.State == StateClosing {
+			inf.Attempts, inf.NextRetry, inf.LastError = e.attempts, e.nextRetry, e.lastErr
+		}
+		infos = append(infos, inf)
 	}
-	slices.SortFunc(out, func(a, b Grant) int { return compareKeys(a.Key(), b.Key()) })
-	return out
+	m.view.Store(&infos)
+	return grants
 }
 
 func compareKeys(a, b Key) int {
@@ -647,22 +667,19 @@ func (m *Manager) CloseAll(ctx context.Context) error {
 	return nil
 }
 
-// List returns every grant, sorted by address, protocol and port.
+// List returns every grant, sorted by address, protocol and port, as of
+// the last completed change. It never waits for a firewall command.
 func (m *Manager) List() []Info {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	p := m.view.Load()
+	if p == nil {
+		return []Info{}
+	}
 	now := m.clock.Now()
-	out := make([]Info, 0, len(m.grants))
-	for _, k := range m.sortedKeys() {
-		e := m.grants[k]
-		inf := Info{Grant: e.g}
-		if e.g.State == StateOpen && e.g.Expires.After(now) {
-			inf.Remaining = timeout(e.g.Expires, now)
+	out := slices.Clone(*p)
+	for i := range out {
+		if g := out[i].Grant; g.State == StateOpen && g.Expires.After(now) {
+			out[i].Remaining = timeout(g.Expires, now)
 		}
-		if e.g.State == StateClosing {
-			inf.Attempts, inf.NextRetry, inf.LastError = e.attempts, e.nextRetry, e.lastErr
-		}
-		out = append(out, inf)
 	}
 	return out
 }
