@@ -390,7 +390,10 @@ func (m *Manager) tryClose(ctx context.Context, k Key, e *entry, reason string) 
 // n-1 times, capped at RetryMax.
 func (m *Manager) backoff(n int) time.Duration {
 	d := m.retryMin
-	for i := 1; i < n && d < m.retryMax; i++ {
+	for i := 1; i < n; i++ {
+		if d >= m.retryMax/2 {
+			return m.retryMax
+		}
 		d *= 2
 	}
 	return min(d, m.retryMax)

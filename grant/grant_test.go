@@ -596,3 +596,31 @@ func TestNewNeedsABackend(t *testing.T) {
 		t.Fatal("New without a backend succeeded")
 	}
 }
+
+func TestBackoff(t *testing.T) {
+	tests := []struct {
+		name     string
+		min, max time.Duration
+		n        int
+		want     time.Duration
+	}{
+		{"first retry after min", second, minute, 1, second},
+		{"doubles", second, minute, 4, 8 * second},
+		{"caps at max", second, minute, 7, minute},
+		{"stays at max after days of failures", second, minute, 100000, minute},
+		{"max not a power-of-two multiple", second, 50 * second, 7, 50 * second},
+		{"huge max does not overflow", time.Hour, time.Duration(1<<63 - 1), 200, time.Duration(1<<63 - 1)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := New(Config{Backend: newFakeBackend(nil), RetryMin: tc.min, RetryMax: tc.max})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Stop()
+			if got := m.backoff(tc.n); got != tc.want {
+				t.Fatalf("backoff(%d) = %v, want %v", tc.n, got, tc.want)
+			}
+		})
+	}
+}

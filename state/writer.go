@@ -142,7 +142,10 @@ func (w *Writer[T]) Flush() error {
 // backoff is Interval doubled per consecutive failure, capped at MaxRetry.
 func (w *Writer[T]) backoff() time.Duration {
 	d := w.opt.Interval
-	for i := 1; i < w.failures && d < w.opt.MaxRetry; i++ {
+	for i := 1; i < w.failures; i++ {
+		if d >= w.opt.MaxRetry/2 {
+			return w.opt.MaxRetry
+		}
 		d *= 2
 	}
 	return min(d, w.opt.MaxRetry)
