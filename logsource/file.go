@@ -565,6 +565,14 @@ func (s *File) step(ctx context.Context, emit func(Line)) bool {
 		// one is complete.
 		if curHadData || res != drainEOF {
 			s.closeOld()
+		} else if s.cur != nil {
+			// The new file was empty before the old one was read. What it
+			// holds now may have been written after lines the old one is
+			// still getting, so it is read only on the next round, after
+			// the old one again.
+			size, err := s.cur.size()
+			switched := s.supervise(ctx, emit)
+			return switched || (err == nil && size > 0)
 		}
 	}
 	if s.cur != nil {
