@@ -1,0 +1,404 @@
+// Package parsecmd is "knockdaemon parse": it reads a firewall log and
+// prints the hits it finds and a summary, so an admin can check that the
+// firewall logs what the daemon needs. Run is the testable core;
+// Command wraps it for urfave/cli.
+package parsecmd
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/knockdaemon/knock/logparse"
+)
+
+// MaxLine is the longest line read; longer lines are skipped and counted.
+const MaxLine = 1 << 20
+
+// Options selects what Run prints.
+type Options struct {
+	Format   string // "text" (default) or "json"
+	AllPorts bool   // print hits outside the knock range too
+	Base     uint16 // first knock port; the range is Base..Base+255
+	Prefix   string // only hits whose log prefix starts with this
+	Quiet    bool   // print no hits, only count them
+	Reasons  int    // how many malformed-line reasons to keep (default 5)
+}
+
+// Summary counts what Run read.
+type Summary struct {
+	Lines      int      `json:"lines"`           // lines read
+	TooLong    int      `json:"too_long"`        // lines over MaxLine, skipped
+	Firewall   int      `json:"firewall_lines"`  // hits, malformed lines and ipfw limit notices
+	Hits       int      `json:"hits"`            // every parsed hit
+	Filtered   int      `json:"prefix_filtered"` // hits dropped by the prefix filter
+	KnockHits  int      `json:"knock_port_hits"` // TCP/UDP hits on Base..Base+255 that pass the filter
+	Printed    int      `json:"printed"`         // hits printed
+	Malformed  int      `json:"malformed"`
+	Limits     int      `json:"ipfw_limit_notices"`
+	FirstWhy   []string `json:"first_malformed,omitempty"` // "line N: reason"
+	FromKernel int      `json:"from_kernel"`               // hits whose framing says the kernel wrote them
+}
+
+// Run reads r line by line, prints hits to w as opts say, and returns the
+// counts. It fails only when r or w fails; bad lines are counted.
+func Run(r io.Reader, w io.Writer, opts Options) (Summary, error) {
+	var s Summary
+	switch opts.Format {
+	case "", "text", "json":
+	default:
+		return s, fmt.Errorf("unknown format %q (want text or json)", opts.Format)
+	}
+	if opts.Reasons == 0 {
+		opts.Reasons = 5
+	}
+	json := opts.Format == "json"
+	lo, hi := int(opts.Base), int(opts.Base)+255
+	br := bufio.NewReaderSize(r, MaxLine)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var (
+		h       logparse.Hit
+		out     []byte
+		skipped bool // inside a line that is too long
+	)
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			if !skipped {
+				s.Lines++
+				s.TooLong++
+			}
+			skipped = true
+			continue
+		}
+		if len(line) > 0 {
+			if skipped {
+				skipped = false // the tail of a long line
+			} else {
+				s.Lines++
+				line = trimEOL(line)
+				perr := logparse.Parse(line, &h)
+				switch {
+				case perr == nil:
+					s.Firewall++
+					s.Hits++
+					if h.FromKernel {
+						s.FromKernel++
+					}
+					if opts.Prefix != "" && !strings.HasPrefix(h.Prefix, opts.Prefix) {
+						s.Filtered++
+						break
+					}
+					knock := (h.Proto == logparse.ProtoTCP || h.Proto == logparse.ProtoUDP) &&
+						!h.Fragment && int(h.DstPort) >= lo && int(h.DstPort) <= hi
+					if knock {
+						s.KnockHits++
+					}
+					if opts.Quiet || (!knock && !opts.AllPorts) {
+						break
+					}
+					s.Printed++
+					if json {
+						out = appendJSON(out[:0], s.Lines, &h)
+					} else {
+						out = appendText(out[:0], s.Lines, &h)
+					}
+					if _, werr := bw.Write(out); werr != nil {
+						return s, werr
+					}
+				case perr == logparse.ErrNotFirewall:
+				default:
+					s.Firewall++
+					var ln *logparse.LimitNotice
+					if errors.As(perr, &ln) {
+						s.Limits++
+						break
+					}
+					s.Malformed++
+					if len(s.FirstWhy) < opts.Reasons {
+						s.FirstWhy = append(s.FirstWhy, "line "+strconv.Itoa(s.Lines)+": "+perr.Error())
+					}
+				}
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return s, err
+		}
+	}
+	return s, bw.Flush()
+}
+
+func trimEOL(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\n' {
+		b = b[:n-1]
+		if n > 1 && b[n-2] == '\r' {
+			b = b[:n-2]
+		}
+	}
+	return b
+}
+
+// appendText writes "line N: SRC:SPT -> DST:DPT PROTO FLAGS in=IF out=IF prefix="..."".
+func appendText(b []byte, n int, h *logparse.Hit) []byte {
+	b = append(b, "line "...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, ": "...)
+	if h.Kind == logparse.IPFW {
+		b = append(b, "ipfw "...)
+		b = strconv.AppendInt(b, int64(h.Rule), 10)
+		b = append(b, ' ')
+		b = append(b, h.Action...)
+		b = append(b, ' ')
+	}
+	b = appendHostPort(b, h, true)
+	b = append(b, " -> "...)
+	b = appendHostPort(b, h, false)
+	b = append(b, ' ')
+	b = append(b, h.Proto.String()...)
+	if h.Flags != 0 {
+		b = append(b, ' ')
+		b = append(b, h.Flags.String()...)
+	}
+	if h.Proto == logparse.ProtoICMP || h.Proto == logparse.ProtoICMPv6 {
+		b = append(b, " type="...)
+		b = strconv.AppendUint(b, uint64(h.ICMPType), 10)
+		b = append(b, " code="...)
+		b = strconv.AppendUint(b, uint64(h.ICMPCode), 10)
+	}
+	if h.Fragment {
+		b = append(b, " fragment"...)
+	}
+	if h.In != "" {
+		b = append(b, " in="...)
+		b = append(b, h.In...)
+	}
+	if h.Out != "" {
+		b = append(b, " out="...)
+		b = append(b, h.Out...)
+	}
+	b = append(b, " prefix="...)
+	b = strconv.AppendQuote(b, h.Prefix)
+	if !h.FromKernel {
+		b = append(b, " (framing does not name the kernel)"...)
+	}
+	return append(b, '\n')
+}
+
+func appendHostPort(b []byte, h *logparse.Hit, src bool) []byte {
+	a, p := h.Dst, h.DstPort
+	if src {
+		a, p = h.Src, h.SrcPort
+	}
+	ports := (h.Proto == logparse.ProtoTCP || h.Proto == logparse.ProtoUDP) && !h.Fragment && !h.Incomplete
+	if a.Is6() && ports {
+		b = append(b, '[')
+		b = a.AppendTo(b)
+		b = append(b, ']')
+	} else {
+		b = a.AppendTo(b)
+	}
+	if ports {
+		b = append(b, ':')
+		b = strconv.AppendUint(b, uint64(p), 10)
+	}
+	return b
+}
+
+// appendJSON writes one JSON object and a newline.
+func appendJSON(b []byte, n int, h *logparse.Hit) []byte {
+	b = append(b, `{"line":`...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, `,"kind":"`...)
+	b = append(b, h.Kind.String()...)
+	b = append(b, `","src":"`...)
+	b = h.Src.AppendTo(b)
+	b = append(b, `","dst":"`...)
+	b = h.Dst.AppendTo(b)
+	b = append(b, `","proto":"`...)
+	b = append(b, h.Proto.String()...)
+	b = append(b, `","src_port":`...)
+	b = strconv.AppendUint(b, uint64(h.SrcPort), 10)
+	b = append(b, `,"dst_port":`...)
+	b = strconv.AppendUint(b, uint64(h.DstPort), 10)
+	b = append(b, `,"flags":`...)
+	b = appendJSONString(b, h.Flags.String())
+	b = append(b, `,"prefix":`...)
+	b = appendJSONString(b, h.Prefix)
+	b = append(b, `,"in":`...)
+	b = appendJSONString(b, h.In)
+	b = append(b, `,"out":`...)
+	b = appendJSONString(b, h.Out)
+	if h.Proto == logparse.ProtoICMP || h.Proto == logparse.ProtoICMPv6 {
+		b = append(b, `,"icmp_type":`...)
+		b = strconv.AppendUint(b, uint64(h.ICMPType), 10)
+		b = append(b, `,"icmp_code":`...)
+		b = strconv.AppendUint(b, uint64(h.ICMPCode), 10)
+	}
+	if h.Fragment {
+		b = append(b, `,"fragment":true`...)
+	}
+	if h.Kind == logparse.IPFW {
+		b = append(b, `,"rule":`...)
+		b = strconv.AppendInt(b, int64(h.Rule), 10)
+		b = append(b, `,"action":`...)
+		b = appendJSONString(b, h.Action)
+	}
+	if !h.Time.IsZero() {
+		b = append(b, `,"time":"`...)
+		b = h.Time.AppendFormat(b, "2006-01-02T15:04:05.999999999Z07:00")
+		b = append(b, '"')
+	}
+	if h.Uptime != 0 {
+		b = append(b, `,"uptime_us":`...)
+		b = strconv.AppendInt(b, h.Uptime.Microseconds(), 10)
+	}
+	b = append(b, `,"from_kernel":`...)
+	b = strconv.AppendBool(b, h.FromKernel)
+	return append(b, "}\n"...)
+}
+
+// appendJSONString quotes s as a JSON string (RFC 8259 section 7);
+// invalid UTF-8 becomes U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+// WriteSummary prints s for a person.
+func WriteSummary(w io.Writer, s Summary, opts Options) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "lines read:        %d\n", s.Lines)
+	if s.TooLong > 0 {
+		fmt.Fprintf(&b, "lines too long:    %d (over %d bytes, skipped)\n", s.TooLong, MaxLine)
+	}
+	fmt.Fprintf(&b, "firewall lines:    %d\n", s.Firewall)
+	fmt.Fprintf(&b, "hits:              %d (%d with a kernel framing)\n", s.Hits, s.FromKernel)
+	if opts.Prefix != "" {
+		fmt.Fprintf(&b, "other prefixes:    %d (not starting with %q)\n", s.Filtered, opts.Prefix)
+	}
+	fmt.Fprintf(&b, "knock-port hits:   %d (TCP/UDP to %d-%d)\n", s.KnockHits, opts.Base, int(opts.Base)+255)
+	if s.Limits > 0 {
+		fmt.Fprintf(&b, "ipfw limit notices: %d (a rule stopped logging; ipfw resetlog)\n", s.Limits)
+	}
+	fmt.Fprintf(&b, "malformed lines:   %d\n", s.Malformed)
+	for _, r := range s.FirstWhy {
+		fmt.Fprintf(&b, "  %s\n", r)
+	}
+	if s.Hits == 0 && s.Lines > 0 {
+		b.WriteString("hint: no firewall hits found; is a LOG rule installed for the knock ports, and is this the file the kernel log goes to?\n")
+	} else if s.KnockHits == 0 && s.Hits > 0 {
+		b.WriteString("hint: hits found, but none on the knock ports (and prefix); check the LOG rule's ports and --log-prefix\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Exit statuses of "knockdaemon parse".
+const (
+	ExitOK    = 0
+	ExitInput = 1 // the file cannot be opened or read
+	ExitUsage = 2 // bad flags or arguments
+)
+
+// Command is "knockdaemon parse [FILE|-]".
+func Command() *cli.Command {
+	return &cli.Command{
+		Name:      "parse",
+		Usage:     "read a firewall log and show the hits the daemon would see",
+		ArgsUsage: "[FILE|-]",
+		Description: "Reads FILE (default or \"-\": standard input) line by line and prints each\n" +
+			"firewall hit on the knock ports, then a summary: lines read, firewall lines,\n" +
+			"knock-port hits, malformed lines and the first reasons. Lines over 1 MiB are\n" +
+			"skipped and counted. Exit status: 0 done, 1 input cannot be read, 2 bad usage.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Value: "text", Usage: "hit output: text or json (one object per line)"},
+			&cli.BoolFlag{Name: "all-ports", Usage: "also print hits outside the knock range"},
+			&cli.UintFlag{Name: "base", Value: 745, Usage: "first knock port (the range is base..base+255)"},
+			&cli.StringFlag{Name: "prefix", Usage: "only hits whose log prefix starts with this"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q", "summary-only"}, Usage: "print only the summary"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return cli.Exit("parse: at most one FILE", ExitUsage)
+			}
+			base := c.Uint("base")
+			if base > 65535-255 {
+				return cli.Exit(fmt.Sprintf("parse: --base %d: the knock range must end at or below 65535 (base <= 65280)", base), ExitUsage)
+			}
+			opts := Options{
+				Format:   c.String("format"),
+				AllPorts: c.Bool("all-ports"),
+				Base:     uint16(base),
+				Prefix:   c.String("prefix"),
+				Quiet:    c.Bool("quiet"),
+			}
+			if opts.Format != "text" && opts.Format != "json" {
+				return cli.Exit(fmt.Sprintf("parse: --format %q: want text or json", opts.Format), ExitUsage)
+			}
+			var in io.Reader = os.Stdin
+			name := "standard input"
+			if p := c.Args().First(); p != "" && p != "-" {
+				f, err := os.Open(p)
+				if err != nil {
+					return cli.Exit("parse: "+err.Error(), ExitInput)
+				}
+				defer f.Close()
+				if fi, err := f.Stat(); err == nil && fi.IsDir() {
+					return cli.Exit("parse: "+p+" is a directory", ExitInput)
+				}
+				in, name = f, p
+			}
+			out := c.App.Writer
+			if out == nil {
+				out = os.Stdout
+			}
+			s, err := Run(in, out, opts)
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("parse: reading %s: %v", name, err), ExitInput)
+			}
+			// With JSON on stdout the summary goes to stderr, so the output
+			// stays one object per line.
+			sw := out
+			if opts.Format == "json" {
+				sw = c.App.ErrWriter
+				if sw == nil {
+					sw = os.Stderr
+				}
+			}
+			return WriteSummary(sw, s, opts)
+		},
+	}
+}
