@@ -78,8 +78,10 @@ type Result struct {
 type Decoder struct {
 	keys    []Key
 	slots   []int32 // per key: index into static or timed, or -1 for an unusable key
-	static  []blowfish.Cipher
-	timed   []int // indexes into keys of the timed keys
+	fast    bool    // decryptLanes is usable (see layoutOK)
+	static  []bfState
+	slow    []blowfish.Cipher // static keys when !fast
+	timed   []int             // indexes into keys of the timed keys
 	maxSkew time.Duration
 	maxWin  int64 // most windows needed at once
 
@@ -101,8 +103,9 @@ func (s *snapshot) covers(lo, hi int64) bool {
 // windowTable holds one window's cipher for every timed key, indexed like
 // Decoder.timed. It is never modified after it is built.
 type windowTable struct {
-	w       int64
-	ciphers []blowfish.Cipher
+	w      int64
+	states []bfState
+	slow   []blowfish.Cipher // when !fast
 }
 
 func clampSkew(d time.Duration) time.Duration {
@@ -114,23 +117,31 @@ func clampSkew(d time.Duration) time.Duration {
 // |w*30s - now| <= maxSkew (docs/PROTOCOL.md §4). It is clamped to
 // 0..MaxSkewLimit. Keys with an invalid Mode are never tried.
 func NewDecoder(keys []Key, maxSkew time.Duration) *Decoder {
+	return newDecoder(keys, maxSkew, layoutOK())
+}
+
+// newDecoder is NewDecoder with the batched fast path switched by fast
+// (tests exercise the fallback with fast = false).
+func newDecoder(keys []Key, maxSkew time.Duration, fast bool) *Decoder {
 	d := &Decoder{
 		keys:    append([]Key(nil), keys...),
 		slots:   make([]int32, len(keys)),
 		maxSkew: clampSkew(maxSkew),
+		fast:    fast,
 	}
 	d.maxWin = int64(2*d.maxSkew/Window) + 1
 	for i := range d.keys {
 		k := &d.keys[i]
 		switch k.Mode {
 		case Static:
-			bf, err := blowfish.NewCipher(k.Secret[:])
-			if err != nil { // cannot happen: 32-byte keys are valid
-				d.slots[i] = -1
-				continue
-			}
 			d.slots[i] = int32(len(d.static))
-			d.static = append(d.static, *bf)
+			d.static = append(d.static, bfState{})
+			var c *blowfish.Cipher
+			if !d.fast {
+				d.slow = append(d.slow, blowfish.Cipher{})
+				c = &d.slow[len(d.slow)-1]
+			}
+			expand(k.Secret[:], &d.static[len(d.static)-1], c)
 		case Timed:
 			d.slots[i] = int32(len(d.timed))
 			d.timed = append(d.timed, i)
@@ -187,20 +198,19 @@ func (d *Decoder) Decode(block [BlockSize]byte, now time.Time, fn func(Match) bo
 		}
 	}
 	port0 := false
-	var p [BlockSize]byte
+	var bt batch
 	for i := range d.keys {
 		slot := d.slots[i]
 		if slot < 0 {
 			continue
 		}
-		k := &d.keys[i]
-		if k.Mode == Static {
-			d.static[slot].Decrypt(p[:], block[:])
-			res.Trials++
-			if ok, z := offer(&p, d, i, 0, now, fn, &res); ok {
+		if d.keys[i].Mode == Static {
+			var c *blowfish.Cipher
+			if !d.fast {
+				c = &d.slow[slot]
+			}
+			if bt.add(&d.static[slot], c, i, 0) && d.flush(&bt, &block, now, fn, &res, &port0) {
 				return res
-			} else if z {
-				port0 = true
 			}
 			continue
 		}
@@ -208,14 +218,18 @@ func (d *Decoder) Decode(block [BlockSize]byte, now time.Time, fn func(Match) bo
 			continue
 		}
 		for w := lo; w <= hi; w++ {
-			snap.tables[w-snap.lo].ciphers[slot].Decrypt(p[:], block[:])
-			res.Trials++
-			if ok, z := offer(&p, d, i, w, now, fn, &res); ok {
+			t := snap.tables[w-snap.lo]
+			var c *blowfish.Cipher
+			if !d.fast {
+				c = &t.slow[slot]
+			}
+			if bt.add(&t.states[slot], c, i, w) && d.flush(&bt, &block, now, fn, &res, &port0) {
 				return res
-			} else if z {
-				port0 = true
 			}
 		}
+	}
+	if bt.n > 0 && d.flush(&bt, &block, now, fn, &res, &port0) {
+		return res
 	}
 	if res.Offered == 0 {
 		switch {
@@ -228,6 +242,52 @@ func (d *Decoder) Decode(block [BlockSize]byte, now time.Time, fn func(Match) bo
 		}
 	}
 	return res
+}
+
+// batch collects up to eight trials (key, window, expanded key) in the
+// order they must be offered.
+type batch struct {
+	n    int
+	st   [lanes]*bfState
+	slow [lanes]*blowfish.Cipher
+	key  [lanes]int
+	win  [lanes]int64
+}
+
+// add queues a trial and reports whether the batch is full.
+func (b *batch) add(st *bfState, slow *blowfish.Cipher, key int, w int64) bool {
+	b.st[b.n], b.slow[b.n], b.key[b.n], b.win[b.n] = st, slow, key, w
+	b.n++
+	return b.n == lanes
+}
+
+// flush decrypts the queued trials and offers them in order. It reports
+// whether fn accepted one; the batch is empty afterwards.
+func (d *Decoder) flush(b *batch, block *[BlockSize]byte, now time.Time, fn func(Match) bool, res *Result, port0 *bool) bool {
+	n := b.n
+	b.n = 0
+	var out [lanes][BlockSize]byte
+	if d.fast {
+		for j := n; j < lanes; j++ {
+			b.st[j] = b.st[0] // idle lanes repeat lane 0 (already in cache)
+		}
+		decryptLanes(&b.st, block, &out)
+	} else {
+		for j := range n {
+			b.slow[j].Decrypt(out[j][:], block[:])
+		}
+	}
+	for j := range n {
+		res.Trials++
+		ok, z := offer(&out[j], d, b.key[j], b.win[j], now, fn, res)
+		if ok {
+			return true
+		}
+		if z {
+			*port0 = true
+		}
+	}
+	return false
 }
 
 // offer checks plaintext p and hands it to fn. It reports whether fn
@@ -330,15 +390,18 @@ func (d *Decoder) extend(w int64) {
 
 // table derives window w's cipher for every timed key.
 func (d *Decoder) table(w int64) *windowTable {
-	t := &windowTable{w: w, ciphers: make([]blowfish.Cipher, len(d.timed))}
+	t := &windowTable{w: w, states: make([]bfState, len(d.timed))}
+	if !d.fast {
+		t.slow = make([]blowfish.Cipher, len(d.timed))
+	}
 	for j, i := range d.timed {
 		bk := BlockKey(&d.keys[i].Secret, Timed, uint64(w))
-		bf, err := blowfish.NewCipher(bk[:])
-		clear(bk[:])
-		if err != nil {
-			continue // cannot happen: 32-byte keys are valid
+		var c *blowfish.Cipher
+		if !d.fast {
+			c = &t.slow[j]
 		}
-		t.ciphers[j] = *bf
+		expand(bk[:], &t.states[j], c)
+		clear(bk[:])
 	}
 	return t
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/pbkdf2"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
@@ -105,7 +106,7 @@ func TestLoadKeyFile(t *testing.T) {
 }
 
 func TestPassphraseSecretMatchesStdlibPBKDF2(t *testing.T) {
-	for _, p := range []string{"correct horse battery staple", "x", "Grüße, Knöcheł", strings.Repeat("long", 40)} {
+	for _, p := range []string{"Grüße, Knöcheł " + strings.Repeat("long", 20)} {
 		t.Run(p[:min(len(p), 12)], func(t *testing.T) {
 			want, err := pbkdf2.Key(sha256.New, p, []byte("knock/v1"), 200000, 32)
 			if err != nil {
@@ -157,8 +158,9 @@ func TestLoadPassphraseFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := PassphraseSecret([]byte("correct horse battery staple")); got != want {
-		t.Fatalf("LoadPassphraseFile = %x, want %x", got, want)
+	// The static block key of vector 9 is this passphrase's secret.
+	if want := "3fd42a02e54b921b033b2bc6fa3c0112c35350fa2e693b4cd52e09e0dcffb72d"; hex.EncodeToString(got[:]) != want {
+		t.Fatalf("LoadPassphraseFile = %x, want %s", got, want)
 	}
 }
 
