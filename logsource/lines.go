@@ -6,8 +6,8 @@ import "bytes"
 // (up to the maximum line plus this) only while a long partial line waits
 // for its newline.
 const (
-	minRead    = 32 << 10
-	initialBuf = 256 << 10
+	minRead    = 16 << 10
+	initialBuf = 64 << 10
 )
 
 // lineBuf splits a byte stream into complete lines inside one reused
