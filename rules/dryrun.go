@@ -201,8 +201,11 @@ func (b *NFTables) planSetup() [][]string { return [][]string{b.setupArgv(nil)} 
 
 func (b *NFTables) planTeardown() [][]string { return [][]string{b.teardownArgv(nil)} }
 
-func (b *NFTables) planOpen(o Opening, _ bool, _ int) ([][]string, error) {
-	argv, err := b.openArgv(o)
+func (b *NFTables) planOpen(o Opening, present bool, _ int) ([][]string, error) {
+	argv, err := b.createArgv(o)
+	if present {
+		argv, err = b.refreshArgv(o)
+	}
 	return [][]string{argv}, err
 }
 

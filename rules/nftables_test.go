@@ -18,10 +18,9 @@ func mkNFTables(r Runner) Backend {
 }
 
 const (
-	nftSets = "add set inet filter knockdaemon { type ipv4_addr . inet_proto . inet_service ';' flags timeout ';' } ';' " +
-		"add set inet filter knockdaemon6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' }"
-	nftRule4 = "insert rule inet filter input ip saddr . meta l4proto . th dport @knockdaemon accept comment '\"knockdaemon knockdaemon\"'"
-	nftRule6 = "insert rule inet filter input ip6 saddr . meta l4proto . th dport @knockdaemon6 accept comment '\"knockdaemon knockdaemon6\"'"
+	nftEEXISTElem = "Error: Could not process rule: File exists\ncreate element inet filter knockdaemon { 198.51.100.7 . tcp . 22 timeout 90s }\n                                 ^^^^^^^^^^^^^^^^^^^^^^^^"
+	nftRule4      = "insert rule inet filter input ip saddr . meta l4proto . th dport @knockdaemon accept comment '\"knockdaemon knockdaemon\"'"
+	nftRule6      = "insert rule inet filter input ip6 saddr . meta l4proto . th dport @knockdaemon6 accept comment '\"knockdaemon knockdaemon6\"'"
 )
 
 // nft -j list chain output of nftables 1.0.6 (trimmed to what matters):
@@ -72,27 +71,32 @@ func TestNFTablesArgv(t *testing.T) {
 			wantErr: ErrExists,
 		},
 		{
-			name: "open ipv4 with timeout: one atomic add, delete, add",
+			name: "open ipv4 with timeout: one create",
 			op:   open(v4),
-			want: []string{"nft add element " + el4 + " } ';' delete element " + el4 + " } ';' add element " + el4 + " timeout 90s }"},
+			want: []string{"nft create element " + el4 + " timeout 90s }"},
+		},
+		{
+			name:   "open again: create finds it, one atomic add, delete, add refreshes the timeout",
+			script: func(f *FakeRunner) { f.Fail("nft create element "+el4+" timeout 90s }", 1, nftEEXISTElem) },
+			op:     open(v4),
+			want: []string{"nft create element " + el4 + " timeout 90s }",
+				"nft add element " + el4 + " } ';' delete element " + el4 + " } ';' add element " + el4 + " timeout 90s }"},
 		},
 		{
 			name: "open ipv6 with a timeout rounded up to whole seconds",
 			op:   open(v6),
-			want: []string{"nft add element " + el6 + " } ';' delete element " + el6 + " } ';' add element " + el6 + " timeout 2s }"},
+			want: []string{"nft create element " + el6 + " timeout 2s }"},
 		},
 		{
 			name: "open udp without timeout",
 			op:   open(v4u),
-			want: []string{"nft add element inet filter knockdaemon { 198.51.100.7 . udp . 53 } ';' delete element inet filter knockdaemon { 198.51.100.7 . udp . 53 } ';' add element inet filter knockdaemon { 198.51.100.7 . udp . 53 }"},
+			want: []string{"nft create element inet filter knockdaemon { 198.51.100.7 . udp . 53 }"},
 		},
 		{
-			name: "open without the set",
-			script: func(f *FakeRunner) {
-				f.Fail("nft add element "+el4+" } ';' delete element "+el4+" } ';' add element "+el4+" timeout 90s }", 1, nftENOENT)
-			},
+			name:    "open without the set",
+			script:  func(f *FakeRunner) { f.Fail("nft create element "+el4+" timeout 90s }", 1, nftENOENT) },
 			op:      open(v4),
-			want:    []string{"nft add element " + el4 + " } ';' delete element " + el4 + " } ';' add element " + el4 + " timeout 90s }"},
+			want:    []string{"nft create element " + el4 + " timeout 90s }"},
 			wantErr: ErrNotExist,
 		},
 		{
