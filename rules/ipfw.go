@@ -118,8 +118,8 @@ func (b *IPFW) list(ctx context.Context) ([]ipfwRule, error) {
 	return parseIPFWList(out, b.lo, b.hi), nil
 }
 
-// parseIPFWList reads "ipfw list" (also "ipfw -a list" with counters and
-// "ipfw -t list" is not supported) output. Every numbered line in [lo, hi]
+// parseIPFWList reads "ipfw list" output (also "ipfw -a list", whose
+// packet and byte counters follow the number). Every numbered line in [lo, hi]
 // is a number in use; a rule is the daemon's only when it reads exactly
 // "N allow PROTO from ADDR to me|me6 [dst-port] PORT", the two formats
 // ipfw prints (FreeBSD 11+ prints "dst-port", older releases do not).

@@ -1,8 +1,32 @@
 // Package rules opens and closes firewall openings ("let ADDR reach
 // PROTO/PORT") through one small Backend interface, with backends for
 // iptables/ip6tables, nftables, ipset, FreeBSD ipfw, exec templates and
-// dry-run. Commands are run as argument vectors through a Runner, never
-// through a shell.
+// dry-run (New picks one from Options).
+//
+// The main rule: commands are run as argument vectors through a Runner,
+// never through a shell, and every address is validated with net/netip
+// (Opening.Validate) before it reaches an argument. A failed command is a
+// *CmdError carrying argv, exit status and stderr; each backend recognises
+// its tool's "already exists" and "does not exist" answers in one place,
+// and callers test them with errors.Is(err, ErrExists / ErrNotExist). Open
+// and Close are idempotent; Setup and Teardown too. Backends are safe for
+// concurrent use.
+//
+// Established connections and Close: a backend's rule or set element only
+// admits packets from the knocking address; removing it at the end of a
+// grant must not cut a session the grant let in. That is the job of the
+// admin's stateful rule above the drop, which every example ruleset in
+// examples/ has:
+//
+//	iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT   (and ip6tables)
+//	nft add rule inet filter input ct state established,related accept
+//	ipfw add 20000 allow tcp from any to me 22 in established   (before "deny tcp ... 22 in setup")
+//
+// With it, Close stops new connections only; without it, Close also
+// freezes the sessions that are open. The daemon's ipfw rules are
+// stateless, so on ipfw it is the "established" rule (TCP flags, not a
+// keep-state dynamic rule, which ipfw deletes with its parent rule) that
+// keeps sessions alive. See README.md for what was and was not run.
 package rules
 
 import (
