@@ -146,7 +146,9 @@ func TestNoPerLineAllocation(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			allocs := testing.AllocsPerRun(2, tc.read)
-			if allocs > 200 {
+			// One allocation per line would be 200,000; buffers, the
+			// watcher and the race detector's bookkeeping stay far below.
+			if allocs > 1000 {
 				t.Fatalf("%v allocations for %d lines: an allocation per line crept in", allocs, benchLines)
 			}
 			t.Logf("%v allocations for %d lines", allocs, benchLines)

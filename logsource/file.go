@@ -139,6 +139,7 @@ type tracked struct {
 	lb       *lineBuf
 	fp       [fpSize]byte // the bytes just before lb.offset()
 	fpn      int
+	scratch  [fpSize]byte
 	overSeen uint64
 	recovery bool // lines from here count as Recovered
 }
@@ -205,14 +206,15 @@ func (t *tracked) pushFP(p []byte) {
 	t.fpn = keep + len(p)
 }
 
-// fpMatches reports whether f holds the fingerprint just before off.
-func fpMatches(f *os.File, off int64, fp []byte) bool {
+// fpMatches reports whether f holds the fingerprint just before off;
+// scratch is a buffer of fpSize bytes.
+func fpMatches(f *os.File, off int64, fp, scratch []byte) bool {
 	if len(fp) == 0 {
 		return true
 	}
-	var b [fpSize]byte
-	n, _ := f.ReadAt(b[:len(fp)], off-int64(len(fp)))
-	return n == len(fp) && bytes.Equal(b[:n], fp)
+	b := scratch[:len(fp)]
+	n, _ := f.ReadAt(b, off-int64(len(fp)))
+	return n == len(fp) && bytes.Equal(b, fp)
 }
 
 // atLineStart reports whether off is 0 or just past a newline in f.
@@ -415,7 +417,7 @@ func (s *File) drain(ctx context.Context, t *tracked, emit func(Line)) drainResu
 		if n > 0 {
 			// Checked after the read: if the bytes before off are still
 			// ours, what was read continues them.
-			if !fpMatches(t.f, off, t.fp[:t.fpn]) {
+			if !fpMatches(t.f, off, t.fp[:t.fpn], t.scratch[:]) {
 				return drainRewritten
 			}
 			t.pushFP(sp[:n])
@@ -675,7 +677,7 @@ func (s *File) findCopy(t *tracked) *tracked {
 		if err != nil {
 			continue
 		}
-		if fpMatches(c.f, off, t.fp[:t.fpn]) {
+		if fpMatches(c.f, off, t.fp[:t.fpn], c.scratch[:]) {
 			return c
 		}
 		c.close()
