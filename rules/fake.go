@@ -26,8 +26,8 @@ type fakeAnswer struct {
 }
 
 // On scripts the next answer to the command line (as FormatArgv renders
-// it). Answers for one command are used in the order they were added; the
-// last one repeats when Always is used instead.
+// it). Answers for one command are used once each, in the order they were
+// added; see Always for an answer that repeats.
 func (f *FakeRunner) On(line string, out string, err error) *FakeRunner {
 	return f.add(line, fakeAnswer{out: []byte(out), err: err})
 }

@@ -130,6 +130,9 @@ func TestIPFWListFormats(t *testing.T) {
 			if !slices.Equal(got, tc.want) {
 				t.Fatalf("List = %v, want %v", got, tc.want)
 			}
+			if want := []string{"ipfw list 10000-10999"}; !slices.Equal(f.Calls(), want) {
+				t.Fatalf("commands %q, want %q", f.Calls(), want)
+			}
 		})
 	}
 	t.Run("numbers in use include foreign rules in the range", func(t *testing.T) {

@@ -173,6 +173,9 @@ func TestIPSetList(t *testing.T) {
 			if !slices.Equal(got, tc.want) {
 				t.Fatalf("List = %v, want %v", got, tc.want)
 			}
+			if want := []string{l4, l6}; !slices.Equal(f.Calls(), want) {
+				t.Fatalf("commands %q, want %q", f.Calls(), want)
+			}
 		})
 	}
 }

@@ -84,12 +84,21 @@ func classify(err error, recognise func(e *CmdError) error) error {
 	return err
 }
 
+// DefaultCommandTimeout bounds a command run by ExecRunner when the
+// context has no deadline: "iptables -w" waits for the xtables lock
+// without limit, and a hung firewall command must not stall the daemon.
+const DefaultCommandTimeout = 30 * time.Second
+
 // ExecRunner runs commands with os/exec: argument vectors only, binaries
 // looked up once and cached, a C locale (so that the answers the backends
 // recognise are not translated), standard error captured, and the child's
-// process group killed when the context ends. The zero value is ready to
-// use and safe for concurrent use.
+// process group killed when the context ends or Timeout passes. The zero
+// value is ready to use and safe for concurrent use.
 type ExecRunner struct {
+	// Timeout bounds each command whose context has no deadline; 0 means
+	// DefaultCommandTimeout, a negative value no bound.
+	Timeout time.Duration
+
 	mu    sync.Mutex
 	paths map[string]string
 	env   []string
@@ -186,6 +195,15 @@ func (r *ExecRunner) Run(ctx context.Context, argv []string) ([]byte, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, &CmdError{Argv: argv, ExitCode: -1, Err: err}
+	}
+	if _, has := ctx.Deadline(); !has && r.Timeout >= 0 {
+		d := r.Timeout
+		if d == 0 {
+			d = DefaultCommandTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
 	}
 	cmd := exec.CommandContext(ctx, path, argv[1:]...)
 	cmd.Args[0] = argv[0]

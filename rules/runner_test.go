@@ -74,6 +74,17 @@ func TestExecRunner(t *testing.T) {
 			t.Fatal("a grandchild survived the cancellation")
 		}
 	})
+	t.Run("a command without deadline is bounded by Timeout", func(t *testing.T) {
+		r := ExecRunner{Timeout: 200 * time.Millisecond}
+		start := time.Now()
+		_, err := r.Run(ctx, []string{"sleep", "10"})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("error = %v, want DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("Run returned after %v", d)
+		}
+	})
 	t.Run("binary looked up once", func(t *testing.T) {
 		var r ExecRunner
 		dir := t.TempDir()
