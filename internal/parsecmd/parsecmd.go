@@ -6,6 +6,7 @@ package parsecmd
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -49,103 +50,185 @@ type Summary struct {
 
 // Run reads r line by line, prints hits to w as opts say, and returns the
 // counts. It fails only when r or w fails; bad lines are counted.
+//
+// Like grep, it does not visit every line: it counts newlines and looks
+// for the two markers every firewall line carries ("SRC=" for netfilter,
+// "ipfw: " for ipfw) across a whole buffer with vectorised searches, and
+// parses only the lines that hold one. logparse.Parse rejects the others
+// for the same reason, so the counts are the same as parsing every line.
 func Run(r io.Reader, w io.Writer, opts Options) (Summary, error) {
-	var s Summary
 	switch opts.Format {
 	case "", "text", "json":
 	default:
-		return s, fmt.Errorf("unknown format %q (want text or json)", opts.Format)
+		return Summary{}, fmt.Errorf("unknown format %q (want text or json)", opts.Format)
 	}
 	if opts.Reasons == 0 {
 		opts.Reasons = 5
 	}
-	json := opts.Format == "json"
-	lo, hi := int(opts.Base), int(opts.Base)+255
-	br := bufio.NewReaderSize(r, MaxLine)
-	bw := bufio.NewWriterSize(w, 64<<10)
-	var (
-		h       logparse.Hit
-		out     []byte
-		skipped bool // inside a line that is too long
-	)
+	rn := &runner{
+		opts: opts, json: opts.Format == "json",
+		lo: int(opts.Base), hi: int(opts.Base) + 255,
+		bw: bufio.NewWriterSize(w, 64<<10),
+	}
+	buf := make([]byte, MaxLine)
+	n := 0
+	eof := false
+	skipping := false // inside a line of MaxLine bytes or more
+	empty := 0
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			if !skipped {
-				s.Lines++
-				s.TooLong++
+		if !eof && n < len(buf) {
+			k, err := r.Read(buf[n:])
+			n += k
+			switch {
+			case err == io.EOF:
+				eof = true
+			case err != nil:
+				return rn.s, err
+			case k == 0:
+				if empty++; empty > 100 {
+					return rn.s, io.ErrNoProgress
+				}
+				continue
 			}
-			skipped = true
+			empty = 0
+		}
+		data := buf[:n]
+		last := bytes.LastIndexByte(data, '\n')
+		if last < 0 {
+			switch {
+			case n == len(buf): // no end in sight: a line too long
+				if !skipping {
+					rn.s.Lines++
+					rn.s.TooLong++
+					skipping = true
+				}
+				n = 0
+			case eof:
+				if n > 0 && !skipping {
+					rn.s.Lines++
+					rn.line(data, rn.s.Lines)
+				}
+				return rn.s, rn.flush()
+			}
 			continue
 		}
-		if len(line) > 0 {
-			if skipped {
-				skipped = false // the tail of a long line
-			} else {
-				s.Lines++
-				line = trimEOL(line)
-				perr := logparse.Parse(line, &h)
-				switch {
-				case perr == nil:
-					s.Firewall++
-					s.Hits++
-					if h.FromKernel {
-						s.FromKernel++
-					}
-					if opts.Prefix != "" && !strings.HasPrefix(h.Prefix, opts.Prefix) {
-						s.Filtered++
-						break
-					}
-					knock := (h.Proto == logparse.ProtoTCP || h.Proto == logparse.ProtoUDP) &&
-						!h.Fragment && int(h.DstPort) >= lo && int(h.DstPort) <= hi
-					if knock {
-						s.KnockHits++
-					}
-					if opts.Quiet || (!knock && !opts.AllPorts) {
-						break
-					}
-					s.Printed++
-					if json {
-						out = appendJSON(out[:0], s.Lines, &h)
-					} else {
-						out = appendText(out[:0], s.Lines, &h)
-					}
-					if _, werr := bw.Write(out); werr != nil {
-						return s, werr
-					}
-				case perr == logparse.ErrNotFirewall:
-				default:
-					s.Firewall++
-					var ln *logparse.LimitNotice
-					if errors.As(perr, &ln) {
-						s.Limits++
-						break
-					}
-					s.Malformed++
-					if len(s.FirstWhy) < opts.Reasons {
-						s.FirstWhy = append(s.FirstWhy, "line "+strconv.Itoa(s.Lines)+": "+perr.Error())
-					}
-				}
-			}
+		region := data[:last+1]
+		if skipping { // drop the tail of the long line
+			i := bytes.IndexByte(region, '\n')
+			region = region[i+1:]
+			skipping = false
 		}
-		if err == io.EOF {
-			break
+		rn.region(region)
+		if rn.err != nil {
+			return rn.s, rn.err
 		}
-		if err != nil {
-			return s, err
+		n = copy(buf, data[last+1:])
+		if eof && n == 0 {
+			return rn.s, rn.flush()
 		}
 	}
-	return s, bw.Flush()
 }
 
-func trimEOL(b []byte) []byte {
-	if n := len(b); n > 0 && b[n-1] == '\n' {
-		b = b[:n-1]
-		if n > 1 && b[n-2] == '\r' {
-			b = b[:n-2]
+var (
+	markSRC  = []byte("SRC=")
+	markIPFW = []byte("ipfw: ")
+)
+
+type runner struct {
+	opts   Options
+	json   bool
+	lo, hi int
+	s      Summary
+	h      logparse.Hit
+	out    []byte
+	bw     *bufio.Writer
+	err    error
+}
+
+func (rn *runner) flush() error {
+	if rn.err != nil {
+		return rn.err
+	}
+	return rn.bw.Flush()
+}
+
+// region handles complete lines, each ending in a newline.
+func (rn *runner) region(b []byte) {
+	counted := 0 // newlines before this offset are counted
+	nextSRC := bytes.Index(b, markSRC)
+	nextFW := bytes.Index(b, markIPFW)
+	for nextSRC >= 0 || nextFW >= 0 {
+		c := nextSRC
+		if c < 0 || (nextFW >= 0 && nextFW < c) {
+			c = nextFW
+		}
+		ls := bytes.LastIndexByte(b[:c], '\n') + 1
+		le := c + bytes.IndexByte(b[c:], '\n')
+		rn.s.Lines += bytes.Count(b[counted:ls], nl) + 1
+		counted = le + 1
+		rn.line(b[ls:le], rn.s.Lines)
+		if nextSRC >= 0 && nextSRC < counted {
+			if nextSRC = bytes.Index(b[counted:], markSRC); nextSRC >= 0 {
+				nextSRC += counted
+			}
+		}
+		if nextFW >= 0 && nextFW < counted {
+			if nextFW = bytes.Index(b[counted:], markIPFW); nextFW >= 0 {
+				nextFW += counted
+			}
 		}
 	}
-	return b
+	rn.s.Lines += bytes.Count(b[counted:], nl)
+}
+
+var nl = []byte{'\n'}
+
+// line handles one line that may be firewall output.
+func (rn *runner) line(line []byte, n int) {
+	if k := len(line); k > 0 && line[k-1] == '\r' {
+		line = line[:k-1]
+	}
+	s, h := &rn.s, &rn.h
+	err := logparse.Parse(line, h)
+	switch {
+	case err == nil:
+		s.Firewall++
+		s.Hits++
+		if h.FromKernel {
+			s.FromKernel++
+		}
+		if rn.opts.Prefix != "" && !strings.HasPrefix(h.Prefix, rn.opts.Prefix) {
+			s.Filtered++
+			return
+		}
+		knock := (h.Proto == logparse.ProtoTCP || h.Proto == logparse.ProtoUDP) &&
+			!h.Fragment && int(h.DstPort) >= rn.lo && int(h.DstPort) <= rn.hi
+		if knock {
+			s.KnockHits++
+		}
+		if rn.opts.Quiet || (!knock && !rn.opts.AllPorts) || rn.err != nil {
+			return
+		}
+		s.Printed++
+		if rn.json {
+			rn.out = appendJSON(rn.out[:0], n, h)
+		} else {
+			rn.out = appendText(rn.out[:0], n, h)
+		}
+		_, rn.err = rn.bw.Write(rn.out)
+	case err == logparse.ErrNotFirewall:
+	default:
+		s.Firewall++
+		var ln *logparse.LimitNotice
+		if errors.As(err, &ln) {
+			s.Limits++
+			return
+		}
+		s.Malformed++
+		if len(s.FirstWhy) < rn.opts.Reasons {
+			s.FirstWhy = append(s.FirstWhy, "line "+strconv.Itoa(n)+": "+err.Error())
+		}
+	}
 }
 
 // appendText writes "line N: SRC:SPT -> DST:DPT PROTO FLAGS in=IF out=IF prefix="..."".

@@ -3,13 +3,21 @@ package parsecmd
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/knockdaemon/knock/logparse"
 )
 
 const (
@@ -203,5 +211,120 @@ func TestCommand(t *testing.T) {
 	out, errOut, _, _ := app("--format", "json", log)
 	if strings.Contains(out, "lines read") || !strings.Contains(errOut, "lines read") {
 		t.Errorf("JSON mode: the summary belongs on stderr\nstdout:\n%s\nstderr:\n%s", out, errOut)
+	}
+}
+
+// reference counts the way the command's output is defined: every line
+// parsed on its own.
+func reference(t *testing.T, data string, opts Options) Summary {
+	t.Helper()
+	var s Summary
+	var h logparse.Hit
+	lines := strings.Split(data, "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	for i, l := range lines {
+		s.Lines++
+		l = strings.TrimSuffix(l, "\r")
+		err := logparse.Parse([]byte(l), &h)
+		switch {
+		case err == nil:
+			s.Firewall++
+			s.Hits++
+			if h.FromKernel {
+				s.FromKernel++
+			}
+			if !strings.HasPrefix(h.Prefix, opts.Prefix) {
+				s.Filtered++
+				continue
+			}
+			if (h.Proto == logparse.ProtoTCP || h.Proto == logparse.ProtoUDP) && !h.Fragment &&
+				h.DstPort >= opts.Base && int(h.DstPort) <= int(opts.Base)+255 {
+				s.KnockHits++
+				s.Printed++
+			} else if opts.AllPorts {
+				s.Printed++
+			}
+		case err == logparse.ErrNotFirewall:
+		default:
+			s.Firewall++
+			var ln *logparse.LimitNotice
+			if errors.As(err, &ln) {
+				s.Limits++
+				continue
+			}
+			s.Malformed++
+			if len(s.FirstWhy) < 5 {
+				s.FirstWhy = append(s.FirstWhy, "line "+strconv.Itoa(i+1)+": "+err.Error())
+			}
+		}
+	}
+	return s
+}
+
+// corpusText is every line of logparse's corpus plus noise, shuffled
+// deterministically, so markers sit at every position in a read.
+func corpusText(t *testing.T) string {
+	t.Helper()
+	files, _ := filepath.Glob("../../logparse/testdata/*.jsonl")
+	if len(files) == 0 {
+		t.Fatal("no logparse corpus")
+	}
+	var lines []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var c struct{ Line string }
+			if err := json.Unmarshal([]byte(l), &c); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.ContainsAny(c.Line, "\n") {
+				lines = append(lines, c.Line, noise)
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	r.Shuffle(len(lines), func(i, j int) { lines[i], lines[j] = lines[j], lines[i] })
+	return strings.Join(lines, "\n")
+}
+
+func TestRunMatchesLineByLine(t *testing.T) {
+	data := corpusText(t)
+	readers := []struct {
+		name string
+		r    func(string) io.Reader
+	}{
+		{"whole", func(s string) io.Reader { return strings.NewReader(s) }},
+		{"one byte at a time", func(s string) io.Reader { return iotest.OneByteReader(strings.NewReader(s)) }},
+		{"half reads", func(s string) io.Reader { return iotest.HalfReader(strings.NewReader(s)) }},
+		{"data with EOF", func(s string) io.Reader { return iotest.DataErrReader(strings.NewReader(s)) }},
+	}
+	for _, opts := range []Options{{Base: 745}, {Base: 745, AllPorts: true, Prefix: "k"}} {
+		want := reference(t, data, opts)
+		for _, rd := range readers {
+			for _, tail := range []string{"", "\n"} {
+				t.Run(fmt.Sprintf("%s/prefix=%q/tail=%q", rd.name, opts.Prefix, tail), func(t *testing.T) {
+					got, err := Run(rd.r(data+tail), io.Discard, opts)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !reflect.DeepEqual(got, want) {
+						t.Errorf("got  %+v\nwant %+v", got, want)
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestRunReadError(t *testing.T) {
+	boom := errors.New("disk on fire")
+	_, err := Run(io.MultiReader(strings.NewReader(knockLine+"\n"), iotest.ErrReader(boom)), io.Discard, Options{Base: 745})
+	if !errors.Is(err, boom) {
+		t.Errorf("error %v, want %v", err, boom)
 	}
 }
