@@ -46,7 +46,7 @@ func ParseMode(s string) (Mode, error) {
 	case "static":
 		return Static, nil
 	}
-	return 0, fmt.Errorf("unknown key mode %q (want timed or static)", s)
+	return 0, fmt.Errorf("invalid mode %q (want \"timed\" or \"static\")", s)
 }
 
 // MarshalText implements encoding.TextMarshaler.
