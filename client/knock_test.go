@@ -221,4 +221,3 @@ func TestSendErrors(t *testing.T) {
 		}
 	})
 }
-
