@@ -35,7 +35,7 @@ type kernelHost struct {
 	r Runner
 }
 
-func newKernelHost(t *testing.T, tools ...string) *kernelHost {
+func newKernelHost(t testing.TB, tools ...string) *kernelHost {
 	t.Helper()
 	netnstest.Require(t, tools...)
 	n := netnstest.New(t)
@@ -44,7 +44,7 @@ func newKernelHost(t *testing.T, tools ...string) *kernelHost {
 }
 
 // sh runs argv in the server namespace and fails the test on error.
-func (h *kernelHost) sh(t *testing.T, argv ...string) string {
+func (h *kernelHost) sh(t testing.TB, argv ...string) string {
 	t.Helper()
 	return netnstest.MustExec(t, h.n.Server, argv...)
 }
@@ -257,7 +257,7 @@ func TestKernelIPSet(t *testing.T) {
 
 // nftAdminTable creates the admin's own table: an inet table with an input
 // chain that drops new connections to testPort.
-func nftAdminTable(t *testing.T, h *kernelHost) string {
+func nftAdminTable(t testing.TB, h *kernelHost) string {
 	t.Helper()
 	table := "kt" + netnstest.RandHex(3)
 	h.sh(t, "nft", "add", "table", "inet", table)
@@ -328,86 +328,83 @@ func TestKernelNFTablesMissingChain(t *testing.T) {
 	must(t, "teardown of nothing", b.Teardown(ctx))
 }
 
-// TestKernelOpenLatency measures Open per backend on the real kernel and
-// logs the median and 90th percentile next to a baseline: starting
-// /bin/true the same way. There is no timed assertion; the figures go
-// into the report. Two ways of reaching the namespace are measured:
-// through "ip netns exec" (NetnsRunner, what the e2e tests use) and
-// directly from a thread inside the namespace (what a daemon running in
-// the namespace, or on the host, pays).
-func TestKernelOpenLatency(t *testing.T) {
-	h := newKernelHost(t, "nft", "ipset", "iptables", "ip6tables")
-	table := nftAdminTable(t, h)
-	direct := new(ExecRunner)
+// BenchmarkKernelOpen measures Open per backend on the real kernel and
+// reports it as a ratio to a baseline measured in the same run: starting
+// "true" through the same runner (x-baseline). Two ways of reaching the
+// namespace: through "ip netns exec" (NetnsRunner, what the e2e tests use)
+// and from a thread inside the namespace (what a daemon running there
+// pays). "new" opens a fresh opening each time (the knock case), "again"
+// refreshes one that exists. Run as root with a fixed count, for example
+//
+//	go test -run XXX -bench KernelOpen -benchtime 100x ./rules
+func BenchmarkKernelOpen(b *testing.B) {
+	h := newKernelHost(b, "nft", "ipset", "iptables", "ip6tables")
+	table := nftAdminTable(b, h)
 	ctx := context.Background()
-	const rounds = 30
-
-	type backendCase struct {
+	backends := []struct {
 		name string
 		mk   func(r Runner) (Backend, error)
-	}
-	cases := []backendCase{
-		{"true (baseline)", nil},
+	}{
 		{"nftables", func(r Runner) (Backend, error) { return NewNFTables(r, "inet "+table, "input", "") }},
-		{"ipset", func(r Runner) (Backend, error) { return NewIPSet(r, "kl"+netnstest.RandHex(3)) }},
-		{"iptables", func(r Runner) (Backend, error) { return NewIPTables(r, "KL"+strings.ToUpper(netnstest.RandHex(3))) }},
-	}
-	median := func(d []time.Duration) (time.Duration, time.Duration) {
-		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-		return d[len(d)/2], d[len(d)*9/10]
+		{"ipset", func(r Runner) (Backend, error) { return NewIPSet(r, "kb"+netnstest.RandHex(3)) }},
+		{"iptables", func(r Runner) (Backend, error) { return NewIPTables(r, "KB"+strings.ToUpper(netnstest.RandHex(3))) }},
 	}
 	for _, via := range []string{"netns-exec", "in-namespace"} {
-		var base time.Duration
-		for _, c := range cases {
-			// fresh: a new opening each time (the knock case); again: the
-			// same openings once more (a refresh).
-			var fresh, again []time.Duration
-			err := netnstest.Do(h.n.Server, func() error {
-				r := Runner(direct)
-				if via == "netns-exec" {
-					r = h.r
-				}
-				if c.mk == nil {
-					for range rounds {
-						start := time.Now()
-						if _, err := r.Run(ctx, []string{"true"}); err != nil {
+		r := Runner(new(ExecRunner))
+		if via == "netns-exec" {
+			r = h.r
+		}
+		for _, bc := range backends {
+			for _, mode := range []string{"new", "again"} {
+				b.Run(via+"/"+bc.name+"/"+mode, func(b *testing.B) {
+					err := netnstest.Do(h.n.Server, func() error {
+						be, err := bc.mk(r)
+						if err != nil {
 							return err
 						}
-						fresh = append(fresh, time.Since(start))
-					}
-					return nil
-				}
-				b, err := c.mk(r)
-				if err != nil {
-					return err
-				}
-				if err := b.Setup(ctx); err != nil {
-					return err
-				}
-				defer b.Teardown(ctx)
-				for pass, samples := range []*[]time.Duration{&fresh, &again} {
-					for i := range rounds {
-						o := Opening{Addr: h.n.Client.IP4, Proto: "tcp", Port: uint16(10000 + i), Timeout: time.Duration(pass+1) * time.Minute}
-						start := time.Now()
-						if err := b.Open(ctx, o); err != nil {
+						if err := be.Setup(ctx); err != nil {
 							return err
 						}
-						*samples = append(*samples, time.Since(start))
+						defer be.Teardown(ctx)
+						o := Opening{Addr: h.n.Client.IP4, Proto: "tcp", Port: 1, Timeout: time.Hour}
+						if mode == "again" {
+							if err := be.Open(ctx, o); err != nil {
+								return err
+							}
+						}
+						base := baseline(ctx, r)
+						b.ResetTimer()
+						for i := range b.N {
+							if mode == "new" {
+								o.Port = uint16(1 + i%65535)
+							}
+							if err := be.Open(ctx, o); err != nil {
+								return err
+							}
+						}
+						b.StopTimer()
+						b.ReportMetric(float64(b.Elapsed())/float64(b.N)/float64(base), "x-baseline")
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
 					}
-				}
-				return nil
-			})
-			must(t, c.name, err)
-			med, p90 := median(fresh)
-			if c.mk == nil {
-				base = med
-				t.Logf("%-12s %-16s median %8v  p90 %8v", via, c.name, med.Round(time.Microsecond), p90.Round(time.Microsecond))
-				continue
+				})
 			}
-			amed, ap90 := median(again)
-			t.Logf("%-12s %-16s open new: median %8v p90 %8v = %4.1fx baseline | open again: median %8v p90 %8v = %4.1fx",
-				via, c.name, med.Round(time.Microsecond), p90.Round(time.Microsecond), float64(med)/float64(base),
-				amed.Round(time.Microsecond), ap90.Round(time.Microsecond), float64(amed)/float64(base))
 		}
 	}
+}
+
+// baseline is the median time to run "true" through r.
+func baseline(ctx context.Context, r Runner) time.Duration {
+	var d []time.Duration
+	for range 15 {
+		start := time.Now()
+		if _, err := r.Run(ctx, []string{"true"}); err != nil {
+			return time.Nanosecond
+		}
+		d = append(d, time.Since(start))
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[len(d)/2]
 }
