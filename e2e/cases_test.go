@@ -111,8 +111,11 @@ func TestRejections(t *testing.T) {
 	conf := w.writeConfig(conf{})
 	d := w.startDaemon(conf, nil)
 	a := w.net.Client
+	// One source per case: a source's failed candidates add up to a
+	// lockout, and its hits stay for the next candidate.
 	eve := w.net.AddClient(t)     // replays what she sniffed
-	mallory := w.net.AddClient(t) // has no key
+	mallory := w.net.AddClient(t) // has the wrong key
+	skewed := w.net.AddClient(t)  // has the right key and a wrong clock
 
 	t.Run("wrong key", func(t *testing.T) {
 		m := d.mark()
@@ -124,11 +127,11 @@ func TestRejections(t *testing.T) {
 	t.Run("wrong clock", func(t *testing.T) {
 		// A sequence made ten minutes ago (a client clock ten minutes
 		// behind), sent with knockd's knock client.
-		ports := w.sequence(mallory, w.clientKey, portA, 5, time.Now().Add(-10*time.Minute))
+		ports := w.sequence(skewed, w.clientKey, portA, 5, time.Now().Add(-10*time.Minute))
 		m := d.mark()
-		w.knockdKnock(mallory, mallory.ServerIP4, ports, false)
-		d.waitEvent(m, 5*time.Second, map[string]string{"event": "rejected", "src": mallory.IP4.String(), "reason": "nokey|check"})
-		expectClosed(t, mallory, mallory.ServerIP4, portA, "after a knock from a clock 10 minutes off")
+		w.knockdKnock(skewed, skewed.ServerIP4, ports, false)
+		d.waitEvent(m, 5*time.Second, map[string]string{"event": "rejected", "src": skewed.IP4.String(), "reason": "nokey|check"})
+		expectClosed(t, skewed, skewed.ServerIP4, portA, "after a knock from a clock 10 minutes off")
 	})
 
 	t.Run("replay", func(t *testing.T) {
@@ -167,6 +170,9 @@ func TestRejections(t *testing.T) {
 		d.waitEvent(m, 5*time.Second, map[string]string{"event": "rejected", "src": a.IP4.String(), "reason": "replay"})
 		d.noEvent(m, map[string]string{"event": "accepted"})
 	})
+
+	// One failure per source is not a lockout.
+	d.noEvent(0, map[string]string{"event": "lockout"})
 
 	// No secret in any log line.
 	secret, err := os.ReadFile(w.key)

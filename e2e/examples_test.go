@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/knockdaemon/knock/client"
 	"github.com/knockdaemon/knock/config"
 	"github.com/knockdaemon/knock/internal/netnstest"
 )
@@ -208,5 +209,37 @@ func TestExampleFirewallsApply(t *testing.T) {
 				t.Errorf("%s: a SYN to port 800 over IPv6 was logged as %v, want [800]", kind, v6)
 			}
 		})
+	}
+}
+
+// The client profile example loads with knockclient's own loader, and
+// every profile names a host and a port.
+func TestExampleClientProfiles(t *testing.T) {
+	getenv := func(k string) string {
+		if k == "HOME" {
+			return "/home/alice"
+		}
+		return ""
+	}
+	c, err := client.LoadConfig("../examples/knockclient.toml", false, getenv)
+	if err != nil {
+		t.Fatalf("examples/knockclient.toml does not load:\n%v", err)
+	}
+	names := c.Names()
+	if len(names) < 2 {
+		t.Fatalf("examples/knockclient.toml has profiles %v, want several", names)
+	}
+	for _, n := range names {
+		p, ok := c.Profile(n)
+		if !ok {
+			t.Errorf("profile %s listed but not found", n)
+			continue
+		}
+		if p.Host == nil || *p.Host == "" || p.Port == nil || *p.Port < 1 || *p.Port > 65535 {
+			t.Errorf("profile %s lacks a host or a valid port", n)
+		}
+		if p.KeyFile == nil && p.PassphraseFile == nil {
+			t.Errorf("profile %s has no key_file or passphrase_file (with [defaults])", n)
+		}
 	}
 }
