@@ -53,3 +53,7 @@ func (k *Kmsg) Run(ctx context.Context, emit func(Line)) error {
 	defer stop()
 	return k.readRecords(ctx, f, emit)
 }
+
+// DefaultLogFiles are where syslog daemons put kernel messages: Debian's
+// rsyslog (kern.log), Red Hat's (messages).
+var DefaultLogFiles = []string{"/var/log/kern.log", "/var/log/messages"}

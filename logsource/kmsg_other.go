@@ -16,3 +16,6 @@ func kmsgUsable(path string) error {
 func (k *Kmsg) Run(ctx context.Context, emit func(Line)) error {
 	return fmt.Errorf("logsource: %s is not supported on %s; use a log file (FreeBSD: /var/log/security)", k.path, runtime.GOOS)
 }
+
+// DefaultLogFiles: FreeBSD's syslogd puts ipfw logging in security.
+var DefaultLogFiles = []string{"/var/log/security", "/var/log/messages"}
