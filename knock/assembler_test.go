@@ -574,7 +574,7 @@ func TestFloodIsBoundedAndRealKnockSurvives(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	legit := 0
 	var got Result
-	for k := range 200_000 {
+	for k := range 120_000 {
 		if k%300 == 150 && legit < 8 {
 			got = f.knock("203.0.113.77", seqA[legit])
 			legit++

@@ -1,0 +1,144 @@
+package knock
+
+import (
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/knockdaemon/knock/internal/clock"
+)
+
+// BenchmarkAddHot measures Add on the hot path: a known source whose every
+// hit completes a candidate (target: 0 allocs/op).
+func BenchmarkAddHot(b *testing.B) {
+	a, err := New(Config{}, clock.NewFake(t0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	h := Hit{Src: netip.MustParseAddr("192.0.2.1"), Proto: TCP}
+	b.ReportAllocs()
+	k := 0
+	for b.Loop() {
+		h.SrcPort = uint16(k)
+		h.DstPort = DefaultBase + uint16(k&255)
+		h.Time = t0.Add(time.Duration(k) * time.Microsecond)
+		if _, err := a.Add(h); err != nil {
+			b.Fatal(err)
+		}
+		k++
+	}
+}
+
+// BenchmarkAddNotKnockPort measures the cost of a hit outside the knock
+// ports (no lock taken).
+func BenchmarkAddNotKnockPort(b *testing.B) {
+	a, err := New(Config{}, clock.NewFake(t0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	h := Hit{Src: netip.MustParseAddr("192.0.2.1"), Proto: TCP, DstPort: 22}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.Add(h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+const (
+	floodHits    = 1_000_000
+	floodSources = 100_000
+)
+
+// floodSrc is the source of the k-th flood hit: 100,000 distinct addresses
+// in a scattered order, as spoofed traffic would be.
+func floodSrc(k int) netip.Addr {
+	i := uint32(k*7919) % floodSources
+	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+}
+
+func heapInuse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// BenchmarkFlood feeds 1,000,000 knock-port hits from 100,000 distinct
+// sources (default config: 65,536 sources, 16 hits each, all hits live)
+// through a fresh Assembler per iteration, and in the same run through a
+// baseline that only counts hits per source in a map[netip.Addr]int. It
+// reports hits/s and heap in use for both and their ratios.
+func BenchmarkFlood(b *testing.B) {
+	var aNs, bNs time.Duration
+	var aHeap, bHeap uint64
+	iters := 0
+	for b.Loop() {
+		iters++
+
+		base := heapInuse()
+		m := map[netip.Addr]int{}
+		start := time.Now()
+		for k := range floodHits {
+			m[floodSrc(k)]++
+		}
+		bNs += time.Since(start)
+		bHeap = heapInuse() - base
+		runtime.KeepAlive(m)
+		m = nil
+
+		base = heapInuse()
+		a, err := New(Config{}, clock.NewFake(t0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		for k := range floodHits {
+			h := Hit{Src: floodSrc(k), Proto: TCP, SrcPort: uint16(k), DstPort: DefaultBase + uint16(k*13&255), Time: t0.Add(time.Duration(k) * time.Microsecond)}
+			if r, err := a.Add(h); err != nil {
+				b.Fatal(err)
+			} else if r.Outcome == Candidate {
+				a.Reject(h.Src)
+			}
+		}
+		aNs += time.Since(start)
+		aHeap = heapInuse() - base
+		if s := a.Stats(); s.Sources > DefaultMaxSources || s.Evictions == 0 {
+			b.Fatalf("flood stats %+v", s)
+		}
+		a.Close()
+		runtime.KeepAlive(a)
+	}
+	hits := float64(floodHits * iters)
+	aRate := hits / aNs.Seconds()
+	bRate := hits / bNs.Seconds()
+	b.ReportMetric(aRate, "hits/s")
+	b.ReportMetric(bRate, "baseline-hits/s")
+	b.ReportMetric(aRate/bRate, "speed-ratio")
+	b.ReportMetric(float64(aHeap)/(1<<20), "heap-MB")
+	b.ReportMetric(float64(bHeap)/(1<<20), "baseline-heap-MB")
+	b.ReportMetric(0, "ns/op") // suppressed: one op is a whole flood; the rates above say it
+}
+
+// TestTableFootprint guards the compact layout the memory budget relies on.
+func TestTableFootprint(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n > 40 {
+		t.Fatalf("entry is %d bytes, budget 40", n)
+	}
+	f := newFixture(t, Config{MaxSources: 3000})
+	for k := range 10_000 {
+		f.knock(floodSrc(k).String(), byte(k))
+	}
+	var bytes uintptr
+	for _, c := range f.a.chunks {
+		bytes += uintptr(cap(c.ents))*unsafe.Sizeof(entry{}) + uintptr(cap(c.dst)) + uintptr(cap(c.times))*4
+	}
+	per := unsafe.Sizeof(entry{}) + 16*5
+	if want := 3000 * per; bytes != want {
+		t.Fatalf("table storage %d bytes for 3000 sources, want exactly %d", bytes, want)
+	}
+}
