@@ -94,8 +94,8 @@ type Daemon struct {
 // counters are the daemon's statistics, for status.
 type counters struct {
 	lines, firewall, malformed, hits, candidates, accepted, lockouts atomic.Uint64
-	rejected                                                        [numReasons]atomic.Uint64
-	opened, extended, closed, openFailed                            atomic.Uint64
+	rejected                                                         [numReasons]atomic.Uint64
+	opened, extended, closed, openFailed                             atomic.Uint64
 }
 
 // Rejection reasons, as logged (docs/ARCHITECTURE.md).
