@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,6 +41,9 @@ type NFTables struct {
 	chain         string
 	sets          []nftSet // one per family the table can hold
 	mu            sync.Mutex
+	// addUpdates: the kernel replaces an element's timeout on a plain
+	// "add element" (found by Setup's probe), so Open is one "add".
+	addUpdates atomic.Bool
 }
 
 type nftSet struct {
@@ -290,13 +294,89 @@ func (b *NFTables) Setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nftables setup: %w", err)
 	}
-	if _, err := b.run(ctx, b.setupArgv(own)...); err != nil {
+	argv := append(b.setupArgv(own), ";")
+	argv = append(argv, b.probeArgv(probeTimeout1)...)
+	if _, err := b.run(ctx, argv...); err != nil {
 		if errors.Is(err, ErrExists) {
 			return fmt.Errorf("nftables setup: a set named %s exists with another type or flags: %w", b.sets[0].name, err)
 		}
 		return fmt.Errorf("nftables setup: %w", err)
 	}
+	if _, err := b.run(ctx, append([]string{"nft"}, b.probeArgv(probeTimeout2)...)...); err != nil {
+		return fmt.Errorf("nftables setup: %w", err)
+	}
+	out, err := b.run(ctx, "nft", "-j", "list", "set", b.family, b.table, b.sets[0].name)
+	if err != nil {
+		return fmt.Errorf("nftables setup: %w", err)
+	}
+	b.addUpdates.Store(probeUpdated(out, b.sets[0].v6))
 	return nil
+}
+
+// The timeout-update probe. Linux 6.10 and later update an element's
+// timeout on a plain "add element" (and drop it when the add carries
+// none); older kernels leave an existing element untouched. Setup adds a
+// probe element with a timeout of 60 s (in its transaction), then again
+// with 30 s (a command of its own: a kernel may honour only the first
+// update of an element within one transaction), and reads back which one
+// the kernel kept; the timeouts are long enough to be read back on a
+// loaded host. The element (TEST-NET address, protocol 255,
+// port 0) can match no packet, List skips it, and it expires by itself
+// within a minute on every kernel.
+const (
+	probeTimeout1 = 60
+	probeTimeout2 = 30
+)
+
+func (b *NFTables) probeElem(s nftSet) string {
+	if s.v6 {
+		return "2001:db8::"
+	}
+	return "192.0.2.0"
+}
+
+// probeArgv is "add element SET { PROBE . 255 . 0 timeout Ns }".
+func (b *NFTables) probeArgv(seconds int) []string {
+	s := b.sets[0]
+	return []string{"add", "element", b.family, b.table, s.name,
+		"{", b.probeElem(s), ".", "255", ".", "0", "timeout", strconv.Itoa(seconds) + "s", "}"}
+}
+
+// probeUpdated reads the probe element's timeout from "nft -j list set"
+// output: true when the second add replaced it.
+func probeUpdated(out []byte, v6 bool) bool {
+	var doc struct {
+		Nftables []struct {
+			Set *struct {
+				Elem []struct {
+					Elem *struct {
+						Val     nftConcat `json:"val"`
+						Timeout float64   `json:"timeout"`
+					} `json:"elem"`
+				} `json:"elem"`
+			} `json:"set"`
+		} `json:"nftables"`
+	}
+	if json.Unmarshal(out, &doc) != nil {
+		return false
+	}
+	want := `"192.0.2.0"`
+	if v6 {
+		want = `"2001:db8::"`
+	}
+	for _, it := range doc.Nftables {
+		if it.Set == nil {
+			continue
+		}
+		for _, e := range it.Set.Elem {
+			if e.Elem == nil || len(e.Elem.Val.Concat) != 3 || string(e.Elem.Val.Concat[0]) != want ||
+				strings.Trim(string(e.Elem.Val.Concat[1]), `"`) != "255" {
+				continue
+			}
+			return e.Elem.Timeout == probeTimeout2
+		}
+	}
+	return false
 }
 
 // teardownArgv deletes the daemon's rules by handle and then its sets
@@ -339,9 +419,10 @@ func (b *NFTables) Teardown(ctx context.Context) error {
 	return nil
 }
 
-// Open adds o's element with its timeout: one nft invocation. When the
-// element is already there it is replaced with a fresh timeout in a
-// second, atomic invocation.
+// Open adds o's element with its timeout: one nft invocation. On kernels
+// that update timeouts (see Setup's probe) that "add" also refreshes an
+// element that is there; on others a "create" finds it and a second,
+// atomic invocation replaces it with a fresh timeout.
 func (b *NFTables) Open(ctx context.Context, o Opening) error {
 	o, err := o.normalize()
 	if err != nil {
@@ -350,6 +431,9 @@ func (b *NFTables) Open(ctx context.Context, o Opening) error {
 	argv, err := b.createArgv(o)
 	if err != nil {
 		return err
+	}
+	if b.addUpdates.Load() {
+		argv[1] = "add" // add or replace, timeout included: one command
 	}
 	_, err = b.run(ctx, argv...)
 	if errors.Is(err, ErrExists) {

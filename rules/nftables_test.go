@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -25,6 +26,19 @@ const (
 
 // nft -j list chain output of nftables 1.0.6 (trimmed to what matters):
 // the admin's chain with the daemon's rules in it.
+// nftProbe is the timeout-update probe Setup appends to its transaction.
+const (
+	nftProbe  = " ';' add element inet filter knockdaemon { 192.0.2.0 . 255 . 0 timeout 60s }"
+	nftProbe2 = "nft add element inet filter knockdaemon { 192.0.2.0 . 255 . 0 timeout 30s }"
+)
+
+// nftProbeSet is "nft -j list set" output holding the probe element with
+// the timeout the kernel kept (30: updated by the second add; 60: not).
+func nftProbeSet(timeout int) string {
+	return `{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"set": {"family": "inet", "name": "knockdaemon", "table": "filter", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 4, "flags": ["timeout"], "elem": [{"elem": {"val": {"concat": ["192.0.2.0", 255, 0]}, "timeout": ` +
+		strconv.Itoa(timeout) + `, "expires": 0}}, {"concat": ["198.51.100.8", "udp", 53]}]}}]}`
+}
+
 const nftChainEmpty = `{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "inet", "table": "filter", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}}, {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 2, "expr": [{"accept": null}]}}]}`
 
 const nftChainOurs = `{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
@@ -38,20 +52,51 @@ func TestNFTablesArgv(t *testing.T) {
 	const list = "nft -j list chain inet filter input"
 	const el4 = "inet filter knockdaemon { 198.51.100.7 . tcp . 22"
 	const el6 = "inet filter knockdaemon6 { 2001:db8::7 . tcp . 443"
+	const listSet4 = "nft -j list set inet filter knockdaemon"
 	runOpCases(t, mkNFTables, []opCase{
 		{
 			name:   "setup fresh: sets and both rules in one transaction",
 			script: func(f *FakeRunner) { f.On(list, nftChainEmpty, nil) },
 			op:     setup,
 			want: []string{list, "nft add set inet filter knockdaemon { type ipv4_addr . inet_proto . inet_service ';' flags timeout ';' } ';' " +
-				nftRule4 + " ';' add set inet filter knockdaemon6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' } ';' " + nftRule6},
+				nftRule4 + " ';' add set inet filter knockdaemon6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' } ';' " + nftRule6 + nftProbe, nftProbe2, listSet4},
 		},
 		{
 			name:   "setup again inserts no rule and removes a duplicate",
 			script: func(f *FakeRunner) { f.On(list, nftChainOurs, nil) },
 			op:     setup,
 			want: []string{list, "nft add set inet filter knockdaemon { type ipv4_addr . inet_proto . inet_service ';' flags timeout ';' } ';' " +
-				"delete rule inet filter input handle 7 ';' add set inet filter knockdaemon6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' }"},
+				"delete rule inet filter input handle 7 ';' add set inet filter knockdaemon6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' }" + nftProbe, nftProbe2, listSet4},
+		},
+		{
+			name: "setup on a kernel that updates timeouts: open is then one add, also when present",
+			script: func(f *FakeRunner) {
+				f.On(list, nftChainOurs, nil).On(listSet4, nftProbeSet(30), nil)
+			},
+			op: func(ctx context.Context, b Backend) error {
+				if err := b.Setup(ctx); err != nil {
+					return err
+				}
+				return b.Open(ctx, v4)
+			},
+			want: []string{list, "nft add set inet filter knockdaemon { type ipv4_addr . inet_proto . inet_service ';' flags timeout ';' } ';' " +
+				"delete rule inet filter input handle 7 ';' add set inet filter knockdaemon6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' }" + nftProbe, nftProbe2, listSet4,
+				"nft add element " + el4 + " timeout 90s }"},
+		},
+		{
+			name: "setup on an older kernel: open stays create",
+			script: func(f *FakeRunner) {
+				f.On(list, nftChainOurs, nil).On(listSet4, nftProbeSet(60), nil)
+			},
+			op: func(ctx context.Context, b Backend) error {
+				if err := b.Setup(ctx); err != nil {
+					return err
+				}
+				return b.Open(ctx, v4)
+			},
+			want: []string{list, "nft add set inet filter knockdaemon { type ipv4_addr . inet_proto . inet_service ';' flags timeout ';' } ';' " +
+				"delete rule inet filter input handle 7 ';' add set inet filter knockdaemon6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' }" + nftProbe, nftProbe2, listSet4,
+				"nft create element " + el4 + " timeout 90s }"},
 		},
 		{
 			name:    "setup without the admin's chain",
@@ -67,7 +112,7 @@ func TestNFTablesArgv(t *testing.T) {
 			},
 			op: setup,
 			want: []string{list, "nft add set inet filter knockdaemon { type ipv4_addr . inet_proto . inet_service ';' flags timeout ';' } ';' " +
-				"delete rule inet filter input handle 7 ';' add set inet filter knockdaemon6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' }"},
+				"delete rule inet filter input handle 7 ';' add set inet filter knockdaemon6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' }" + nftProbe},
 			wantErr: ErrExists,
 		},
 		{
@@ -145,7 +190,9 @@ func TestNFTablesFamilies(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []string{"nft -j list chain ip fw in",
-			"nft add set ip fw kd { type ipv4_addr . inet_proto . inet_service ';' flags timeout ';' } ';' insert rule ip fw in ip saddr . meta l4proto . th dport @kd accept comment '\"knockdaemon kd\"'"}
+			"nft add set ip fw kd { type ipv4_addr . inet_proto . inet_service ';' flags timeout ';' } ';' insert rule ip fw in ip saddr . meta l4proto . th dport @kd accept comment '\"knockdaemon kd\"'" +
+				" ';' add element ip fw kd { 192.0.2.0 . 255 . 0 timeout 60s }",
+			"nft add element ip fw kd { 192.0.2.0 . 255 . 0 timeout 30s }", "nft -j list set ip fw kd"}
 		if !slices.Equal(f.Calls(), want) {
 			t.Fatalf("commands %q\nwant %q", f.Calls(), want)
 		}
@@ -206,6 +253,11 @@ func TestNFTablesList(t *testing.T) {
 				{Addr: netip.MustParseAddr("198.51.100.8"), Proto: "udp", Port: 53},
 				{Addr: netip.MustParseAddr("2001:db8::7"), Proto: "tcp", Port: 443},
 			},
+		},
+		{
+			name:   "the timeout probe element is not an opening",
+			script: func(f *FakeRunner) { f.On(l4, nftProbeSet(30), nil).On(l6, nftSetEmpty, nil) },
+			want:   []Opening{{Addr: netip.MustParseAddr("198.51.100.8"), Proto: "udp", Port: 53}},
 		},
 		{
 			name:   "empty and missing sets",
