@@ -135,6 +135,6 @@ func (k *Kmsg) record(rec []byte, emit func(Line)) {
 		}
 		k.haveSeq, k.lastSeq = true, seq
 	}
-	emit(Line{Text: line, Received: k.now()})
 	k.c.lines.Add(1)
+	emit(Line{Text: line, Received: k.now()})
 }
