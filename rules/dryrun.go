@@ -199,7 +199,12 @@ func (b *IPTables) planClose(o Opening, present bool, _ int) ([][]string, error)
 
 func (b *NFTables) planSetup() [][]string { return [][]string{b.setupArgv(nil)} }
 
-func (b *NFTables) planTeardown() [][]string { return [][]string{b.teardownArgv(nil)} }
+// planTeardown shows the lookup of the rules' handles and the deletion of
+// the sets; the real Teardown deletes the rules it finds by handle in the
+// same transaction.
+func (b *NFTables) planTeardown() [][]string {
+	return [][]string{b.listChainArgv(), b.teardownArgv(nil)}
+}
 
 func (b *NFTables) planOpen(o Opening, present bool, _ int) ([][]string, error) {
 	argv, err := b.createArgv(o)
@@ -241,6 +246,8 @@ func (b *IPSet) planClose(o Opening, _ bool, _ int) ([][]string, error) {
 
 func (b *IPFW) planSetup() [][]string { return nil }
 
+// planTeardown shows the listing of the range; the real Teardown deletes
+// the daemon's rules it finds there.
 func (b *IPFW) planTeardown() [][]string { return [][]string{b.listArgv()} }
 
 func (b *IPFW) planOpen(o Opening, present bool, slot int) ([][]string, error) {
