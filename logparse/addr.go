@@ -8,12 +8,16 @@ import "net/netip"
 // (compressed, embedded IPv4) go through netip.ParseAddr. Zones are
 // refused: a log line never carries one.
 func parseAddr(b []byte) (netip.Addr, bool) {
-	for _, c := range b {
-		if c == ':' {
+	// IPv4 has a dot in its first four bytes, IPv6 a colon in its first five
+	for i := 0; i < len(b) && i < 5; i++ {
+		switch b[i] {
+		case '.':
+			return parseIP4(b)
+		case ':':
 			return parseIP6(b)
 		}
 	}
-	return parseIP4(b)
+	return netip.Addr{}, false
 }
 
 func parseIP4(b []byte) (netip.Addr, bool) {

@@ -29,6 +29,7 @@ func mixData(lines int) []byte {
 			fmt.Fprintf(&b, hit, i%200+1, i%65536, 32768+i%28000, 745+i%256)
 		} else {
 			fmt.Fprintf(&b, noise[i%len(noise)], 1000+i%30000, i%250+1, i%9000+1)
+			b.WriteString(" (repeated 3 times, last message within the rate limit window of the journal)")
 		}
 		b.WriteByte('\n')
 	}

@@ -17,6 +17,7 @@ import (
 // of admin text and may look like anything, "IN=" included.
 
 var (
+	keyFW   = []byte("fw: ")
 	keySRC  = []byte("SRC=")
 	keyIN   = []byte("IN=")
 	keyIPFW = []byte("ipfw: ")
@@ -34,7 +35,7 @@ var (
 // allocating.
 func Parse(line []byte, h *Hit) error {
 	if bytes.Index(line, keySRC) < 0 {
-		if bytes.Index(line, keyIPFW) < 0 {
+		if IndexIPFW(line) < 0 {
 			return ErrNotFirewall
 		}
 		return parseIPFW(line, h)
@@ -641,4 +642,28 @@ func pveAnchor(line []byte) int {
 		}
 	}
 	return -1
+}
+
+// IndexSRC returns the index of the first "SRC=" in b, or -1. Every
+// netfilter line holds one; a line without it or "ipfw: " is not firewall
+// output (Parse returns ErrNotFirewall), so a reader may skip such lines
+// without calling Parse.
+func IndexSRC(b []byte) int { return bytes.Index(b, keySRC) }
+
+// IndexIPFW returns the index of the first "ipfw: " in b, or -1. It looks
+// for "fw: " and checks the two bytes before: 'i' is so common in text
+// that a search led by it is several times slower.
+func IndexIPFW(b []byte) int {
+	off := 0
+	for {
+		i := bytes.Index(b[off:], keyFW)
+		if i < 0 {
+			return -1
+		}
+		i += off
+		if i >= 2 && b[i-2] == 'i' && b[i-1] == 'p' {
+			return i - 2
+		}
+		off = i + 1
+	}
 }

@@ -129,11 +129,6 @@ func Run(r io.Reader, w io.Writer, opts Options) (Summary, error) {
 	}
 }
 
-var (
-	markSRC  = []byte("SRC=")
-	markIPFW = []byte("ipfw: ")
-)
-
 type runner struct {
 	opts   Options
 	json   bool
@@ -155,8 +150,8 @@ func (rn *runner) flush() error {
 // region handles complete lines, each ending in a newline.
 func (rn *runner) region(b []byte) {
 	counted := 0 // newlines before this offset are counted
-	nextSRC := bytes.Index(b, markSRC)
-	nextFW := bytes.Index(b, markIPFW)
+	nextSRC := logparse.IndexSRC(b)
+	nextFW := logparse.IndexIPFW(b)
 	for nextSRC >= 0 || nextFW >= 0 {
 		c := nextSRC
 		if c < 0 || (nextFW >= 0 && nextFW < c) {
@@ -168,12 +163,12 @@ func (rn *runner) region(b []byte) {
 		counted = le + 1
 		rn.line(b[ls:le], rn.s.Lines)
 		if nextSRC >= 0 && nextSRC < counted {
-			if nextSRC = bytes.Index(b[counted:], markSRC); nextSRC >= 0 {
+			if nextSRC = logparse.IndexSRC(b[counted:]); nextSRC >= 0 {
 				nextSRC += counted
 			}
 		}
 		if nextFW >= 0 && nextFW < counted {
-			if nextFW = bytes.Index(b[counted:], markIPFW); nextFW >= 0 {
+			if nextFW = logparse.IndexIPFW(b[counted:]); nextFW >= 0 {
 				nextFW += counted
 			}
 		}
