@@ -29,10 +29,10 @@ var (
 // a *LimitNotice for ipfw "limit N reached", and a *MalformedError naming
 // the reason for a firewall line it cannot trust.
 //
-// h is reset on every call except that its Prefix, In, Out and Action
-// strings are reused when the new line has the same text, so a caller that
-// passes the same Hit for every line parses repeated hits without
-// allocating.
+// On a hit, every field of h is set from the line; Prefix, In, Out and
+// Action reuse h's previous strings when the text is the same, so a caller
+// that passes the same Hit for every line parses repeated hits without
+// allocating. On an error the contents of h are unspecified.
 func Parse(line []byte, h *Hit) error {
 	if bytes.Index(line, keySRC) < 0 {
 		if IndexIPFW(line) < 0 {
