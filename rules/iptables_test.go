@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -261,5 +263,64 @@ func TestNewIPTablesChainNames(t *testing.T) {
 				t.Fatalf("NewIPTables(%q) error = %v, want ok=%v", tc.chain, err, tc.ok)
 			}
 		})
+	}
+}
+
+// statefulXtables is a FakeRunner answer that keeps the rules of the
+// daemon's chain like iptables does, so concurrent Opens can be checked
+// for duplicates.
+type statefulXtables struct {
+	mu    sync.Mutex
+	rules map[string]int
+}
+
+func (s *statefulXtables) answer(argv []string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	spec := strings.Join(argv[3:], " ")
+	switch argv[2] {
+	case "-C":
+		if s.rules[spec] == 0 {
+			return nil, &CmdError{Argv: argv, ExitCode: 1, Stderr: xtBadRule}
+		}
+	case "-A":
+		s.rules[spec]++
+	case "-D":
+		if s.rules[spec] == 0 {
+			return nil, &CmdError{Argv: argv, ExitCode: 1, Stderr: xtBadRule}
+		}
+		s.rules[spec]--
+	}
+	return nil, nil
+}
+
+func TestIPTablesConcurrentOpenNoDuplicates(t *testing.T) {
+	st := &statefulXtables{rules: map[string]int{}}
+	f := &FakeRunner{Default: st.answer}
+	b := mkIPTables(f)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.Open(context.Background(), v4); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for spec, n := range st.rules {
+		if n != 1 {
+			t.Fatalf("rule %q added %d times by concurrent opens, want 1", spec, n)
+		}
+	}
+	if len(st.rules) != 1 {
+		t.Fatalf("%d distinct rules, want 1", len(st.rules))
+	}
+	must(t, "close", b.Close(context.Background(), v4))
+	for spec, n := range st.rules {
+		if n != 0 {
+			t.Fatalf("rule %q still there %d times after close", spec, n)
+		}
 	}
 }

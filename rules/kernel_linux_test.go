@@ -228,6 +228,12 @@ func TestKernelIPSet(t *testing.T) {
 	}
 	lifecycle(t, h, b, count, h.client4(), h.client6())
 
+	u := Opening{Addr: h.n.Client.IP4, Proto: "udp", Port: 53}
+	must(t, "open udp", b.Open(ctx, u))
+	mustList(t, b, u)
+	must(t, "close udp", b.Close(ctx, u))
+	mustList(t, b)
+
 	// An opening with a kernel timeout disappears by itself, and the
 	// client is shut out again; opening again refreshed the timeout.
 	o := h.client4()
@@ -285,6 +291,13 @@ func TestKernelNFTables(t *testing.T) {
 		return len(got)
 	}
 	lifecycle(t, h, b, count, h.client4(), h.client6())
+
+	// UDP elements are listed as udp and closed like tcp ones.
+	u := Opening{Addr: h.n.Client.IP6, Proto: "udp", Port: 53}
+	must(t, "open udp", b.Open(ctx, u))
+	mustList(t, b, u)
+	must(t, "close udp", b.Close(ctx, u))
+	mustList(t, b)
 
 	// Kernel timeout: gone by itself, client shut out again. Open with a
 	// long timeout first, then refresh to a short one: the refresh must
