@@ -9,7 +9,8 @@
 //
 // Times are compared on the wall clock (the horizon of a timed key is defined
 // by unix time, and entries are persisted across restarts). An entry is seen
-// while now is before its until time, and is gone from that instant on.
+// up to and including its until instant (failing closed at the boundary),
+// and is gone right after it.
 //
 // A Cache is safe for concurrent use. Expired entries are pruned by one
 // timer, re-armed for the earliest expiry, in bounded batches, and a little
@@ -98,8 +99,8 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// Seen reports whether (name, block) was accepted and its horizon has not
-// passed at now.
+// Seen reports whether (name, block) was accepted and now is not after its
+// until time.
 func (c *Cache) Seen(name string, block [8]byte, now time.Time) bool {
 	n := unixNano(now)
 	clk := unixNano(c.clk.Now())
@@ -107,12 +108,12 @@ func (c *Cache) Seen(name string, block [8]byte, now time.Time) bool {
 	defer c.mu.Unlock()
 	c.pruneLocked(clk, pruneOnAccess)
 	until, ok := c.m[key{name, block}]
-	return ok && n < until
+	return ok && n <= until
 }
 
 // Add records (name, block) as accepted until the given time. An existing
-// entry keeps the later of the two times. An until that has already passed
-// on the cache's clock records nothing.
+// entry keeps the later of the two times. An until before the cache's clock
+// records nothing.
 func (c *Cache) Add(name string, block [8]byte, until time.Time) {
 	u := unixNano(until)
 	now := unixNano(c.clk.Now())
@@ -133,7 +134,7 @@ func (c *Cache) Claim(name string, block [8]byte, until, now time.Time) bool {
 	defer c.mu.Unlock()
 	c.pruneLocked(clk, pruneOnAccess)
 	k := key{name, block}
-	if old, ok := c.m[k]; ok && n < old {
+	if old, ok := c.m[k]; ok && n <= old {
 		return false
 	}
 	c.addLocked(k, unixNano(until), n)
@@ -141,7 +142,7 @@ func (c *Cache) Claim(name string, block [8]byte, until, now time.Time) bool {
 }
 
 func (c *Cache) addLocked(k key, until, now int64) {
-	if until <= now {
+	if until < now {
 		return
 	}
 	if old, ok := c.m[k]; ok && old >= until {
@@ -175,7 +176,7 @@ func (c *Cache) Entries() []Entry {
 	c.mu.Lock()
 	out := make([]Entry, 0, len(c.m))
 	for k, u := range c.m {
-		if now < u {
+		if now <= u {
 			out = append(out, Entry{Key: k.name, Block: hex.EncodeToString(k.block[:]), Until: fromNano(u)})
 		}
 	}
@@ -251,8 +252,8 @@ func (c *Cache) pruneLocked(now int64, limit int) {
 			heap.Pop(&c.heap) // stale: the entry was extended
 			continue
 		}
-		if it.until > now {
-			return
+		if it.until >= now {
+			return // still seen at now
 		}
 		heap.Pop(&c.heap)
 		delete(c.m, it.k)
@@ -266,8 +267,8 @@ func (c *Cache) armLocked() {
 		return
 	}
 	next := c.heap[0].until
-	if c.armed && c.timerAt <= next {
-		return
+	if next == math.MaxInt64 || (c.armed && c.timerAt <= next) {
+		return // "forever" entries never expire; or armed early enough
 	}
 	if c.armed {
 		c.timer.Stop()
@@ -275,8 +276,8 @@ func (c *Cache) armLocked() {
 	c.gen++
 	gen := c.gen
 	d := time.Duration(0)
-	if now := unixNano(c.clk.Now()); next > now {
-		d = time.Duration(next - now)
+	if now := unixNano(c.clk.Now()); next >= now {
+		d = time.Duration(next-now) + 1 // the first instant after until
 	}
 	c.timer = c.clk.AfterFunc(d, func() { c.fire(gen) })
 	c.timerAt = next

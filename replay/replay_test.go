@@ -38,7 +38,8 @@ func TestSeen(t *testing.T) {
 	}{
 		{"same key and block", "alice", blockA, 0, true},
 		{"just before until", "alice", blockA, 90*time.Second - time.Nanosecond, true},
-		{"at until", "alice", blockA, 90 * time.Second, false},
+		{"at until (fails closed)", "alice", blockA, 90 * time.Second, true},
+		{"just after until", "alice", blockA, 90*time.Second + time.Nanosecond, false},
 		{"after until", "alice", blockA, time.Hour, false},
 		{"other key", "bob", blockA, 0, false},
 		{"other block", "alice", blockB, 0, false},
@@ -64,13 +65,13 @@ func TestExpiryByTimerIsExact(t *testing.T) {
 	if n := clk.Pending(); n != 1 {
 		t.Fatalf("%d timers pending, want 1", n)
 	}
-	clk.Advance(30*time.Second - time.Nanosecond)
-	if n := c.Len(); n != 2 {
-		t.Fatalf("len %d just before the first expiry, want 2", n)
+	clk.Advance(30 * time.Second)
+	if n := c.Len(); n != 2 || !c.Seen("alice", blockB, clk.Now()) {
+		t.Fatalf("len %d at the first until, want 2 and the entry still seen", n)
 	}
 	clk.Advance(time.Nanosecond)
 	if n := c.Len(); n != 1 {
-		t.Fatalf("len %d at the first expiry, want 1", n)
+		t.Fatalf("len %d just after the first until, want 1", n)
 	}
 	if !c.Seen("alice", blockA, clk.Now()) || c.Seen("alice", blockB, clk.Now()) {
 		t.Fatal("wrong entry pruned")
@@ -96,7 +97,7 @@ func TestAddKeepsTheLaterUntil(t *testing.T) {
 	if n := c.Len(); n != 1 {
 		t.Fatalf("len %d, want 1", n)
 	}
-	clk.Advance(5 * time.Second)
+	clk.Advance(5*time.Second + time.Nanosecond)
 	if c.Seen("alice", blockA, clk.Now()) || c.Len() != 0 {
 		t.Fatal("extended entry outlived its later until")
 	}
@@ -104,13 +105,17 @@ func TestAddKeepsTheLaterUntil(t *testing.T) {
 
 func TestAddInThePastRecordsNothing(t *testing.T) {
 	c, clk := newCache(t)
-	c.Add("alice", blockA, t0)
+	c.Add("alice", blockA, t0.Add(-time.Nanosecond))
 	c.Add("alice", blockB, t0.Add(-time.Minute))
 	if n := c.Len(); n != 0 {
 		t.Fatalf("len %d after adding expired entries", n)
 	}
 	if n := clk.Pending(); n != 0 {
 		t.Fatalf("%d timers pending", n)
+	}
+	c.Add("alice", blockA, t0) // until now: still seen at now
+	if !c.Seen("alice", blockA, t0) {
+		t.Fatal("an entry until now is not seen now")
 	}
 }
 
@@ -127,6 +132,10 @@ func TestClaim(t *testing.T) {
 		t.Fatal("same block under another key refused")
 	}
 	clk.Advance(time.Minute)
+	if c.Claim("alice", blockA, t0.Add(2*time.Minute), clk.Now()) {
+		t.Fatal("claim at the until instant granted")
+	}
+	clk.Advance(time.Nanosecond)
 	if !c.Claim("alice", blockA, t0.Add(2*time.Minute), clk.Now()) {
 		t.Fatal("claim after the horizon refused")
 	}
@@ -192,11 +201,11 @@ func TestRestart(t *testing.T) {
 	if c2.Seen("carol", blockA, now) || c2.Len() != 2 {
 		t.Fatalf("an entry expired while down was loaded (len %d)", c2.Len())
 	}
-	clk2.Set(t0.Add(90*time.Second - time.Nanosecond))
+	clk2.Set(t0.Add(90 * time.Second))
 	if !c2.Seen("alice", blockA, clk2.Now()) {
 		t.Fatal("loaded entry expired early")
 	}
-	clk2.Set(t0.Add(90 * time.Second))
+	clk2.Set(t0.Add(90*time.Second + time.Nanosecond))
 	if c2.Seen("alice", blockA, clk2.Now()) || c2.Len() != 1 {
 		t.Fatal("loaded entry did not expire exactly at its until")
 	}
@@ -210,7 +219,7 @@ func TestEntriesOrderAndFilter(t *testing.T) {
 	c.Add("zed", blockA, t0.Add(10*time.Second))
 	c.Add("old", blockA, t0.Add(5*time.Second))
 	c.Close() // no more pruning: Entries itself must leave the expired out
-	clk.Advance(5 * time.Second)
+	clk.Advance(5*time.Second + time.Nanosecond)
 	var got []string
 	for _, e := range c.Entries() {
 		got = append(got, fmt.Sprintf("%s/%s/%s", e.Key, e.Block, e.Until.Sub(t0)))
@@ -258,8 +267,15 @@ func TestLoadRejectsMalformedAndKeepsTheRest(t *testing.T) {
 		if err := c.Load([]Entry{{Key: "a", Block: "0102030405060708", Until: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)}}); err != nil {
 			t.Fatal(err)
 		}
+		if !c.Seen("a", blockA, clk.Now()) || clk.Pending() != 0 {
+			t.Fatal("an entry for year 9999 is not seen, or a timer is set for it")
+		}
+		clk.Advance(100 * 365 * 24 * time.Hour)
 		if !c.Seen("a", blockA, clk.Now()) {
-			t.Fatal("an entry for year 9999 is not seen")
+			t.Fatal("an entry for year 9999 expired within a century")
+		}
+		if e := c.Entries(); len(e) != 1 || e[0].Until.Year() != 2262 {
+			t.Fatalf("entries %+v", e)
 		}
 	})
 }
@@ -271,7 +287,7 @@ func TestPruneInBatches(t *testing.T) {
 		c.Add("alice", [8]byte{byte(i), byte(i >> 8), byte(i >> 16)}, t0.Add(time.Second))
 	}
 	c.Add("alice", blockB, t0.Add(time.Minute))
-	clk.Advance(time.Second)
+	clk.Advance(time.Second + time.Nanosecond)
 	if got := c.Len(); got != 1 {
 		t.Fatalf("len %d after the batch expiry, want 1", got)
 	}
@@ -286,7 +302,7 @@ func TestPruneOnAccessWithoutTimer(t *testing.T) {
 		c.Add("alice", [8]byte{byte(i)}, t0.Add(time.Second))
 	}
 	c.Close()
-	clk.Advance(time.Second)
+	clk.Advance(time.Second + time.Nanosecond)
 	for i := range 5 {
 		c.Seen("x", blockA, clk.Now())
 		if got, want := c.Len(), 10-pruneOnAccess*(i+1); got != want {
