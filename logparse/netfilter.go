@@ -266,6 +266,7 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 		src, dst netip.Addr
 		in, out  []byte
 		frag     bool
+		udplite  bool
 		sawPorts int
 	)
 	i := 0
@@ -341,6 +342,8 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 					return malformed(Netfilter, "bad FRAG:")
 				}
 				frag = v != 0
+			case sec == 0 && string(w) == "ARP":
+				return malformed(Netfilter, "an ARP packet: no IP addresses or ports")
 			case sec == 0 && len(w) > 3 && string(w[:3]) == "ID:":
 				// IPv6 fragment identification
 				if !isHex(w[3:]) {
@@ -408,16 +411,21 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 		case fPROTO:
 			sec = 1
 			h.Proto, ok = protoOf(val)
+			udplite = string(val) == "UDPLITE"
 		case fSPT, fDPT:
 			var v uint64
 			v, ok = atou(val, 65535)
-			if k == fSPT {
+			sawPorts++
+			switch {
+			case udplite:
+				// ports logged, but not a protocol a knock uses
+			case h.Proto != ProtoTCP && h.Proto != ProtoUDP:
+				ok = false
+			case k == fSPT:
 				h.SrcPort = uint16(v)
-			} else {
+			default:
 				h.DstPort = uint16(v)
 			}
-			sawPorts++
-			ok = ok && (h.Proto == ProtoTCP || h.Proto == ProtoUDP)
 		case fTYPE, fCODE:
 			var v uint64
 			v, ok = atou(val, 255)
@@ -545,7 +553,7 @@ func protoOf(v []byte) (Proto, bool) {
 		return ProtoICMP, true
 	case "ICMPv6":
 		return ProtoICMPv6, true
-	case "UDPLITE", "AH", "ESP", "SCTP":
+	case "UDPLITE", "AH", "ESP":
 		return ProtoOther, true
 	}
 	_, ok := atou(v, 255)
