@@ -294,5 +294,5 @@ func (b *IPFW) List(ctx context.Context) ([]Opening, error) {
 			res = append(res, r.o)
 		}
 	}
-	return dedupe(res), nil
+	return owned(res), nil
 }

@@ -241,7 +241,7 @@ func (b *IPSet) List(ctx context.Context) ([]Opening, error) {
 		}
 		all = append(all, elems...)
 	}
-	return all, nil
+	return owned(all), nil
 }
 
 // parseIPSetSave reads "ipset list SET -output save" (the same as "ipset

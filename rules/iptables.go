@@ -254,7 +254,7 @@ func (b *IPTables) List(ctx context.Context) ([]Opening, error) {
 		}
 		all = append(all, parseIPTablesS(out, b.chain)...)
 	}
-	return dedupe(all), nil
+	return owned(all), nil
 }
 
 // parseIPTablesS reads "iptables -S CHAIN" output and returns the rules
@@ -348,16 +348,14 @@ func parseHost(s string) (netip.Addr, bool) {
 	return a.Unmap(), true
 }
 
-// dedupe drops repeated openings (a rule duplicated by hand), keeping the
-// first.
-func dedupe(in []Opening) []Opening {
-	if len(in) < 2 {
-		return in
-	}
+// owned keeps the listed openings Close can act on: valid ones (an
+// unspecified or multicast address put in by hand is not an opening of
+// the daemon's), each once (a rule duplicated by hand), in listing order.
+func owned(in []Opening) []Opening {
 	seen := make(map[key]bool, len(in))
 	out := in[:0]
 	for _, o := range in {
-		if !seen[o.key()] {
+		if o.Validate() == nil && !seen[o.key()] {
 			seen[o.key()] = true
 			out = append(out, o)
 		}

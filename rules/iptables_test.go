@@ -192,6 +192,7 @@ const iptablesS4 = `-N KNOCKDAEMON
 -A KNOCKDAEMON -s 203.0.113.6/32 -p tcp -m tcp --dport 25 -j ACCEPT
 -A KNOCKDAEMON ! -s 203.0.113.7/32 -p tcp -m tcp --dport 25 -m comment --comment "knockdaemon 203.0.113.7 tcp 25" -j ACCEPT
 -A KNOCKDAEMON -s 203.0.113.8/32 -p tcp -m tcp --dport 25 -m comment --comment "knockdaemon 203.0.113.8 tcp 25" -j DROP
+-A KNOCKDAEMON -s 0.0.0.0/32 -p tcp -m tcp --dport 22 -m comment --comment "knockdaemon 0.0.0.0 tcp 22" -j ACCEPT
 -A OTHER -s 203.0.113.9/32 -p tcp -m tcp --dport 25 -m comment --comment "knockdaemon 203.0.113.9 tcp 25" -j ACCEPT
 `
 

@@ -484,7 +484,7 @@ func (b *NFTables) List(ctx context.Context) ([]Opening, error) {
 			}
 		}
 	}
-	return all, nil
+	return owned(all), nil
 }
 
 // parseNftSet reads the elements of "nft -j list set" output. An element
