@@ -44,6 +44,8 @@ type CmdError struct {
 	kind error
 }
 
+// Error renders the command line, its exit status (or why it did not
+// run) and its standard error.
 func (e *CmdError) Error() string {
 	var b strings.Builder
 	b.WriteString(FormatArgv(e.Argv))
