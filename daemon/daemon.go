@@ -28,6 +28,7 @@ import (
 	"github.com/knockdaemon/knock/knock"
 	"github.com/knockdaemon/knock/logparse"
 	"github.com/knockdaemon/knock/logsource"
+	"github.com/knockdaemon/knock/replay"
 	"github.com/knockdaemon/knock/rules"
 	"github.com/knockdaemon/knock/state"
 )
@@ -76,7 +77,7 @@ type Daemon struct {
 	cur    atomic.Pointer[settings]
 	asm    *knock.Assembler
 	grants *grant.Manager
-	replay *replayCache
+	replay *replay.Cache
 	sw     *state.Writer[State]
 
 	ctr      counters
@@ -145,7 +146,7 @@ func New(opt Options) (*Daemon, error) {
 		opt.PositionInterval = time.Second
 	}
 	d := &Daemon{opt: opt, clk: opt.Clock, log: opt.Logger, backend: opt.Backend, source: opt.Source,
-		replay: newReplayCache(defaultReplayMax)}
+		replay: replay.New(opt.Clock)}
 	s, err := newSettings(opt.Config, opt.Keys)
 	if err != nil {
 		return nil, err
@@ -299,13 +300,8 @@ func (d *Daemon) restoreState() (State, error) {
 		_ = renameAside(path, aside)
 		st = State{Version: StateVersion}
 	}
-	now := d.clk.Now()
-	for _, e := range st.Replay {
-		b, err := parseBlock(e.Block)
-		if err != nil || now.After(e.Until) {
-			continue
-		}
-		d.replay.Add(e.User, b, e.Until, now)
+	if err := d.replay.Load(st.Replay); err != nil {
+		d.log.Warn("some saved replay entries were skipped", "err", err)
 	}
 	d.posMu.Lock()
 	d.pos, d.savedPos = st.Position, st.Position
@@ -313,7 +309,7 @@ func (d *Daemon) restoreState() (State, error) {
 	d.sw.View(func(s *State) {
 		s.Version = StateVersion
 		s.Grants = st.Grants
-		s.Replay = d.replay.Entries(now)
+		s.Replay = d.replay.Entries()
 		s.Position = st.Position
 	})
 	return st, nil
@@ -332,6 +328,7 @@ func (d *Daemon) shutdown() error {
 	}
 	d.grants.Stop()
 	d.asm.Close()
+	d.replay.Close()
 	d.savePosition()
 	if err := d.sw.Close(); err != nil {
 		d.log.Error("final state write failed", "err", err)
@@ -341,22 +338,16 @@ func (d *Daemon) shutdown() error {
 	return errors.Join(errs...)
 }
 
-// positionLoop writes the log position when it moved, coalesced, and
-// prunes the replay cache.
+// positionLoop writes the log position when it moved, coalesced.
 func (d *Daemon) positionLoop(ctx context.Context) {
 	t := time.NewTicker(d.opt.PositionInterval)
 	defer t.Stop()
-	prune := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			d.savePosition()
-			if prune++; prune >= 60 {
-				prune = 0
-				d.replay.Prune(d.clk.Now())
-			}
 		}
 	}
 }
@@ -474,7 +465,7 @@ func (d *Daemon) decide(s *settings, src netip.Addr, block [8]byte, now time.Tim
 	}
 
 	u := s.users[acc.Key]
-	d.replay.Add(acc.Name, block, acc.ReplayUntil(s.cfg.Knock.MaxSkew.Duration, s.cfg.Knock.StaticReplayHorizon.Duration), now)
+	d.replay.Add(acc.Name, block, acc.ReplayUntil(s.cfg.Knock.MaxSkew.Duration, s.cfg.Knock.StaticReplayHorizon.Duration))
 	d.asm.Accept(src)
 	d.ctr.accepted.Add(1)
 	target := config.Target(src, acc.Request.Allow)
@@ -482,7 +473,7 @@ func (d *Daemon) decide(s *settings, src netip.Addr, block [8]byte, now time.Tim
 		"port", acc.Request.Port, "proto", u.Protocol, "minutes", minutesAttr(acc.Request.Time))
 	// The replay entry is on disk before the firewall changes: a crash
 	// after the open can never let the same sequence in twice.
-	err := d.sw.UpdateNow(func(st *State) { st.Replay = d.replay.Entries(now) })
+	err := d.sw.UpdateNow(func(st *State) { st.Replay = d.replay.Entries() })
 	d.noteStateErr(err)
 	d.apply(u, src, target, acc.Request.Port, acc.Request.Time)
 }

@@ -220,6 +220,7 @@ func newHarness(t *testing.T, dir string, be *fakeBackend, clk *clock.Fake) *har
 	t.Cleanup(func() {
 		d.grants.Stop()
 		d.asm.Close()
+		d.replay.Close()
 		_ = d.sw.Close()
 	})
 	return h

@@ -1,13 +1,11 @@
 package daemon
 
 import (
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/knockdaemon/knock/grant"
 	"github.com/knockdaemon/knock/logsource"
+	"github.com/knockdaemon/knock/replay"
 	"github.com/knockdaemon/knock/state"
 )
 
@@ -21,29 +19,8 @@ const StateVersion = 1
 type State struct {
 	Version  int                `json:"version"`
 	Grants   []grant.Grant      `json:"grants"`
-	Replay   []ReplayEntry      `json:"replay"`
+	Replay   []replay.Entry     `json:"replay"`
 	Position logsource.Position `json:"position"`
-}
-
-// ReplayEntry is one accepted (key, block) pair and until when it must be
-// refused. The block is the ciphertext seen on the wire, not a secret.
-type ReplayEntry struct {
-	User  string    `json:"user"`
-	Block string    `json:"block"` // 16 hex digits
-	Until time.Time `json:"until"`
-}
-
-func blockHex(b [8]byte) string { return hex.EncodeToString(b[:]) }
-
-func parseBlock(s string) ([8]byte, error) {
-	var b [8]byte
-	if len(s) != 16 {
-		return b, fmt.Errorf("replay block %q: want 16 hex digits", s)
-	}
-	if _, err := hex.Decode(b[:], []byte(s)); err != nil {
-		return b, fmt.Errorf("replay block %q: %v", s, err)
-	}
-	return b, nil
 }
 
 // LoadState reads the state file. A missing file is a first start: an
