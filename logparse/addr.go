@@ -22,28 +22,31 @@ func parseAddr(b []byte) (netip.Addr, bool) {
 
 func parseIP4(b []byte) (netip.Addr, bool) {
 	var a [4]byte
-	i := 0
-	for k := 0; k < 4; k++ {
-		if k > 0 {
-			if i >= len(b) || b[i] != '.' {
+	k, v, digits := 0, 0, 0
+	for _, c := range b {
+		if c == '.' {
+			if digits == 0 || k == 3 {
 				return netip.Addr{}, false
 			}
-			i++
+			a[k] = byte(v)
+			k, v, digits = k+1, 0, 0
+			continue
 		}
-		start, v := i, 0
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 3 {
-			v = v*10 + int(b[i]-'0')
-			i++
-		}
-		n := i - start
-		if n == 0 || v > 255 || (n > 1 && b[start] == '0') {
+		d := int(c) - '0'
+		// at most three digits, no leading zero, at most 255
+		if d < 0 || d > 9 || digits == 3 || (digits == 1 && v == 0) {
 			return netip.Addr{}, false
 		}
-		a[k] = byte(v)
+		v = v*10 + d
+		digits++
+		if v > 255 {
+			return netip.Addr{}, false
+		}
 	}
-	if i != len(b) {
+	if k != 3 || digits == 0 {
 		return netip.Addr{}, false
 	}
+	a[3] = byte(v)
 	return netip.AddrFrom4(a), true
 }
 

@@ -1,0 +1,63 @@
+package logparse
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestParseAddr(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // "" for invalid
+	}{
+		{"198.51.100.7", "198.51.100.7"},
+		{"0.0.0.0", "0.0.0.0"},
+		{"255.255.255.255", "255.255.255.255"},
+		{"256.1.1.1", ""},
+		{"1.2.3", ""},
+		{"1.2.3.4.5", ""},
+		{"01.2.3.4", ""},
+		{"1..3.4", ""},
+		{"1.2.3.", ""},
+		{"1.2.3.4 ", ""},
+		{"1000.2.3.4", ""},
+		{"2001:0db8:0000:0000:0000:0000:0000:0007", "2001:db8::7"},
+		{"0000:0000:0000:0000:0000:0000:0000:0001", "::1"},
+		{"fd00:6b6e:00d8:0000:0000:0000:0000:0002", "fd00:6b6e:d8::2"},
+		{"2a0a:1580::a", "2a0a:1580::a"},
+		{"::ffff:198.51.100.7", "::ffff:198.51.100.7"},
+		{"fe80::1%eth0", ""},
+		{"2001:0db8:0000:0000:0000:0000:0000:00007", ""},
+		{"2001:0db8:0000:0000:0000:0000:0000", ""},
+		{"2001:db8::g", ""},
+		{"xxx.xxx.xxx.xxx", ""},
+		{"", ""},
+	}
+	for _, tc := range tests {
+		a, ok := parseAddr([]byte(tc.in))
+		if tc.want == "" {
+			if ok {
+				t.Errorf("parseAddr(%q) = %v, want invalid", tc.in, a)
+			}
+			continue
+		}
+		if !ok || a != netip.MustParseAddr(tc.want) {
+			t.Errorf("parseAddr(%q) = %v %v, want %s", tc.in, a, ok, tc.want)
+		}
+	}
+}
+
+// FuzzParseIP4 checks the fast IPv4 reader against net/netip.
+func FuzzParseIP4(f *testing.F) {
+	for _, s := range []string{"198.51.100.7", "0.0.0.0", "01.1.1.1", "1.2.3", "255.255.255.256"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseIP4([]byte(s))
+		want, err := netip.ParseAddr(s)
+		wantOK := err == nil && want.Is4()
+		if ok != wantOK || (ok && got != want) {
+			t.Fatalf("parseIP4(%q) = %v %v, netip says %v %v", s, got, ok, want, err)
+		}
+	})
+}
