@@ -211,13 +211,18 @@ func (b *IPSet) Open(ctx context.Context, o Opening) error {
 	return nil
 }
 
-// Close removes o's element; absent is not an error (-exist).
+// Close removes o's element; absent is not an error (-exist), nor is a
+// missing set (after a teardown).
 func (b *IPSet) Close(ctx context.Context, o Opening) error {
 	o, err := o.normalize()
 	if err != nil {
 		return err
 	}
-	if _, err := b.run(ctx, b.closeArgv(o)...); err != nil {
+	_, err = b.run(ctx, b.closeArgv(o)...)
+	if errors.Is(err, ErrNotExist) {
+		return nil // no set: the opening cannot be there either
+	}
+	if err != nil {
 		return fmt.Errorf("ipset close %s: %w", o, err)
 	}
 	return nil

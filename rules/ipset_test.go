@@ -91,6 +91,12 @@ func TestIPSetArgv(t *testing.T) {
 			want: []string{"ipset -exist del knockdaemon6 2001:db8::7,tcp:443"},
 		},
 		{
+			name:   "close with the set gone (after a teardown) is not an error",
+			script: func(f *FakeRunner) { f.Fail("ipset -exist del knockdaemon 198.51.100.7,tcp:22", 1, ipsetNoSet) },
+			op:     closeOp(v4),
+			want:   []string{"ipset -exist del knockdaemon 198.51.100.7,tcp:22"},
+		},
+		{
 			name: "teardown",
 			script: func(f *FakeRunner) {
 				f.Fail("iptables -w -D "+match4, 1, xtBadRule).Fail("ip6tables -w -D "+match6, 1, xtBadRule)

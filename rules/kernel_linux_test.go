@@ -198,6 +198,7 @@ func TestKernelIPTables(t *testing.T) {
 	must(t, "open before teardown", b.Open(ctx, h.client6()))
 	must(t, "teardown", b.Teardown(ctx))
 	must(t, "teardown again", b.Teardown(ctx))
+	must(t, "close after teardown", b.Close(ctx, h.client6()))
 	for _, tool := range []string{"iptables", "ip6tables"} {
 		if out := h.sh(t, tool, "-w", "-S"); strings.Contains(out, b.Chain()) {
 			t.Fatalf("%s still mentions %s after teardown:\n%s", tool, b.Chain(), out)
@@ -251,6 +252,7 @@ func TestKernelIPSet(t *testing.T) {
 	must(t, "open before teardown", b.Open(ctx, h.client6()))
 	must(t, "teardown", b.Teardown(ctx))
 	must(t, "teardown again", b.Teardown(ctx))
+	must(t, "close after teardown", b.Close(ctx, h.client6()))
 	if out := h.sh(t, "ipset", "list", "-n"); strings.Contains(out, set) {
 		t.Fatalf("sets left after teardown:\n%s", out)
 	}
@@ -329,6 +331,7 @@ func TestKernelNFTables(t *testing.T) {
 	must(t, "open before teardown", b.Open(ctx, h.client4()))
 	must(t, "teardown", b.Teardown(ctx))
 	must(t, "teardown again", b.Teardown(ctx))
+	must(t, "close after teardown", b.Close(ctx, h.client4()))
 	if out := h.sh(t, "nft", "list", "table", "inet", table); strings.Contains(out, "knockdaemon") {
 		t.Fatalf("daemon objects left after teardown:\n%s", out)
 	}

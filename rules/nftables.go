@@ -446,7 +446,8 @@ func (b *NFTables) Open(ctx context.Context, o Opening) error {
 	return nil
 }
 
-// Close removes o's element; absent is not an error. One nft invocation.
+// Close removes o's element; absent is not an error, nor is a missing set
+// (after a teardown). One nft invocation.
 func (b *NFTables) Close(ctx context.Context, o Opening) error {
 	o, err := o.normalize()
 	if err != nil {
@@ -456,7 +457,11 @@ func (b *NFTables) Close(ctx context.Context, o Opening) error {
 	if err != nil {
 		return err
 	}
-	if _, err := b.run(ctx, argv...); err != nil {
+	_, err = b.run(ctx, argv...)
+	if errors.Is(err, ErrNotExist) {
+		return nil // no set (or table): the opening cannot be there either
+	}
+	if err != nil {
 		return fmt.Errorf("nftables close %s: %w", o, err)
 	}
 	return nil

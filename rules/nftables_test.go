@@ -150,6 +150,21 @@ func TestNFTablesArgv(t *testing.T) {
 			want: []string{"nft add element " + el6 + " } ';' delete element " + el6 + " }"},
 		},
 		{
+			name:   "close with the set gone (after a teardown) is not an error",
+			script: func(f *FakeRunner) { f.Fail("nft add element "+el6+" } ';' delete element "+el6+" }", 1, nftENOENT) },
+			op:     closeOp(v6),
+			want:   []string{"nft add element " + el6 + " } ';' delete element " + el6 + " }"},
+		},
+		{
+			name: "close fails on an unknown answer",
+			script: func(f *FakeRunner) {
+				f.Fail("nft add element "+el6+" } ';' delete element "+el6+" }", 1, "Error: Could not process rule: Operation not permitted")
+			},
+			op:      closeOp(v6),
+			want:    []string{"nft add element " + el6 + " } ';' delete element " + el6 + " }"},
+			wantErr: errAny,
+		},
+		{
 			name:   "teardown deletes own rules by handle, then the sets",
 			script: func(f *FakeRunner) { f.On(list, nftChainOurs, nil) },
 			op:     teardown,
