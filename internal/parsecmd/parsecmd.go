@@ -28,7 +28,7 @@ type Options struct {
 	Format   string // "text" (default) or "json"
 	AllPorts bool   // print hits outside the knock range too
 	Base     uint16 // first knock port; the range is Base..Base+255
-	Prefix   string // only hits whose log prefix starts with this
+	Prefix   string // only hits whose log prefix starts with this (spaces around it are ignored)
 	Quiet    bool   // print no hits, only count them
 	Reasons  int    // how many malformed-line reasons to keep (default 5)
 }
@@ -65,6 +65,8 @@ func Run(r io.Reader, w io.Writer, opts Options) (Summary, error) {
 	if opts.Reasons == 0 {
 		opts.Reasons = 5
 	}
+	// logparse trims the prefix it reports; "knock: " means "knock:"
+	opts.Prefix = strings.TrimSpace(opts.Prefix)
 	rn := &runner{
 		opts: opts, json: opts.Format == "json",
 		lo: int(opts.Base), hi: int(opts.Base) + 255,

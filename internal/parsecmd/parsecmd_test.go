@@ -74,6 +74,7 @@ func TestRunOptions(t *testing.T) {
 	}{
 		{name: "all ports prints the ssh hit", opts: Options{Base: 745, AllPorts: true}, printed: 3, knock: 2, mustHave: "203.0.113.5:22 "},
 		{name: "prefix filter drops other prefixes", opts: Options{Base: 745, AllPorts: true, Prefix: "knock"}, printed: 2, knock: 2, filtered: 1, mustLack: "other:"},
+		{name: "prefix with the trailing space of a --log-prefix", opts: Options{Base: 745, AllPorts: true, Prefix: "knock: "}, printed: 2, knock: 2, filtered: 1},
 		{name: "prefix that matches nothing", opts: Options{Base: 745, Prefix: "nope"}, printed: 0, knock: 0, filtered: 3},
 		{name: "base moves the range", opts: Options{Base: 900}, printed: 1, knock: 1, mustHave: ":1000 UDP", mustLack: ":800 TCP"},
 		{name: "quiet prints nothing", opts: Options{Base: 745, Quiet: true}, printed: 0, knock: 2},
