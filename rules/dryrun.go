@@ -48,12 +48,12 @@ func NewDryRun(w io.Writer, plan Backend, netns string) (*DryRun, error) {
 	if plan == nil {
 		plan = &IPTables{chain: DefaultChain}
 	}
+	if _, isDry := plan.(*DryRun); isDry {
+		return nil, errors.New("dry-run: cannot plan a dry run")
+	}
 	p, ok := plan.(planner)
 	if !ok {
 		return nil, fmt.Errorf("dry-run: backend %s cannot be planned", plan.Name())
-	}
-	if _, isDry := plan.(*DryRun); isDry {
-		return nil, errors.New("dry-run: cannot plan a dry run")
 	}
 	if err := ValidateNetns(netns); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -140,6 +141,39 @@ func TestDryRunCloseAbsent(t *testing.T) {
 		})
 	}
 }
+
+func TestNewDryRunRefuses(t *testing.T) {
+	d, err := NewDryRun(new(bytes.Buffer), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		w     *bytes.Buffer
+		plan  Backend
+		netns string
+	}{
+		{"a dry run of a dry run", new(bytes.Buffer), d, ""},
+		{"a backend that cannot be planned", new(bytes.Buffer), foreignBackend{}, ""},
+		{"a bad namespace", new(bytes.Buffer), nil, "a/b"},
+		{"no writer", nil, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var w io.Writer
+			if tc.w != nil {
+				w = tc.w
+			}
+			if _, err := NewDryRun(w, tc.plan, tc.netns); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+// foreignBackend is a Backend from elsewhere, which DryRun cannot plan.
+type foreignBackend struct{ Backend }
+
+func (foreignBackend) Name() string { return "foreign" }
 
 func TestDryRunWriteError(t *testing.T) {
 	b, err := NewDryRun(failWriter{}, nil, "")
