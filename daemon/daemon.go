@@ -33,12 +33,15 @@ import (
 	"github.com/knockdaemon/knock/state"
 )
 
-// Options are what New needs. Config, Keys, Source and Backend are
-// required.
+// Options are what New needs. Config, Keys, Backend and one of Source and
+// OpenSource are required.
 type Options struct {
-	Config  *config.Config
-	Keys    []cipher.Key // from Config.LoadKeys, in user order
-	Source  logsource.Source
+	Config *config.Config
+	Keys   []cipher.Key // from Config.LoadKeys, in user order
+	Source logsource.Source
+	// OpenSource, when Source is nil, makes the source once the state is
+	// loaded, resuming at the saved position (file sources).
+	OpenSource func(resume logsource.Position) (logsource.Source, error)
 	Backend rules.Backend
 	Clock   clock.Clock  // nil: the wall clock
 	Logger  *slog.Logger // nil: discard
@@ -133,7 +136,7 @@ func reasonIndex(r config.Reason) int {
 // New builds a daemon: it checks the options, builds the stages and loads
 // nothing yet (Run restores the state).
 func New(opt Options) (*Daemon, error) {
-	if opt.Config == nil || opt.Source == nil || opt.Backend == nil {
+	if opt.Config == nil || (opt.Source == nil && opt.OpenSource == nil) || opt.Backend == nil {
 		return nil, errors.New("daemon: config, source and backend are required")
 	}
 	if opt.Clock == nil {
@@ -246,8 +249,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.grants.Restore(ctx, st.Grants); err != nil {
 		d.log.Warn("some saved grants were skipped", "err", err)
 	}
-	if ps, ok := d.source.(interface{ SetPosition(logsource.Position) }); ok && st.Position != (logsource.Position{}) {
-		ps.SetPosition(st.Position)
+	if d.source == nil {
+		src, err := d.opt.OpenSource(st.Position)
+		if err != nil {
+			d.grants.Stop()
+			return fmt.Errorf("log source: %w", err)
+		}
+		d.source = src
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
