@@ -310,3 +310,25 @@ func TestBlockKey(t *testing.T) {
 		}
 	})
 }
+
+// FuzzParseKey: the key file parser never panics, and whatever it
+// accepts is canonical base64 of the secret it returns.
+func FuzzParseKey(f *testing.F) {
+	f.Add([]byte(seqSecretB64 + "\n"))
+	f.Add([]byte("  " + seqSecretB64 + "\r\n"))
+	f.Add([]byte(strings.TrimRight(seqSecretB64, "=")))
+	f.Add([]byte(""))
+	f.Add([]byte("====\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := ParseKey(data)
+		if err != nil {
+			if strings.Contains(err.Error(), string(data)) && len(strings.TrimSpace(string(data))) > 8 {
+				t.Fatalf("error %q echoes the key file contents", err)
+			}
+			return
+		}
+		if got := base64.StdEncoding.EncodeToString(s[:]); got != strings.TrimSpace(string(data)) {
+			t.Fatalf("accepted %q, which is not the canonical encoding %q", data, got)
+		}
+	})
+}

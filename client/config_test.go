@@ -202,3 +202,26 @@ func TestParseAllow(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseConfig: the configuration parser and the line finder never
+// panic, and errors are *ConfigError with a line inside the file.
+func FuzzParseConfig(f *testing.F) {
+	f.Add(goodConfig)
+	f.Add("[profile.a]\nhost = \"h\"\nhots = \"x\"\n")
+	f.Add("[profile.\"x.y\"]\n'bogus' = 1\n")
+	f.Add("[[profile]]\nport = 1\n")
+	f.Add("[defaults]\nip = \"::1\"\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		_, err := ParseConfig("f.toml", []byte(in), env(map[string]string{"HOME": "/h"}))
+		if err == nil {
+			return
+		}
+		var ce *ConfigError
+		if !errors.As(err, &ce) {
+			t.Fatalf("error %T %v is not a *ConfigError", err, err)
+		}
+		if ce.Line < 0 || ce.Line > strings.Count(in, "\n")+1 {
+			t.Fatalf("line %d outside the %d-line input", ce.Line, strings.Count(in, "\n")+1)
+		}
+	})
+}
