@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -64,6 +65,21 @@ func TestDryRun(t *testing.T) {
 			},
 		},
 		{
+			name: "nftables",
+			opts: Options{Type: "nftables", Table: "inet fw", NftChain: "in", Set: "k"},
+			want: []string{
+				"nft add set inet fw k { type ipv4_addr . inet_proto . inet_service ';' flags timeout ';' } ';' insert rule inet fw in ip saddr . meta l4proto . th dport @k accept comment '\"knockdaemon k\"' ';' " +
+					"add set inet fw k6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' } ';' insert rule inet fw in ip6 saddr . meta l4proto . th dport @k6 accept comment '\"knockdaemon k6\"'",
+				"nft create element inet fw k { 198.51.100.7 . tcp . 22 timeout 90s }",
+				"nft add element inet fw k { 198.51.100.7 . tcp . 22 } ';' delete element inet fw k { 198.51.100.7 . tcp . 22 } ';' add element inet fw k { 198.51.100.7 . tcp . 22 timeout 90s }",
+				"nft create element inet fw k6 { 2001:db8::7 . tcp . 443 timeout 2s }",
+				"nft add element inet fw k { 198.51.100.7 . tcp . 22 } ';' delete element inet fw k { 198.51.100.7 . tcp . 22 }",
+				"nft -j list chain inet fw in",
+				"nft add set inet fw k { type ipv4_addr . inet_proto . inet_service ';' flags timeout ';' } ';' delete set inet fw k ';' " +
+					"add set inet fw k6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' } ';' delete set inet fw k6",
+			},
+		},
+		{
 			name: "ipfw numbers from the range",
 			opts: Options{Type: "ipfw", RuleRange: "500-510"},
 			want: []string{
@@ -104,6 +120,16 @@ func TestDryRun(t *testing.T) {
 			must(t, "list", err)
 			if want := []Opening{v6}; !slices.Equal(got, want) {
 				t.Fatalf("List = %v, want %v", got, want)
+			}
+			// List is sorted: address, protocol, port.
+			var sink bytes.Buffer
+			d, _ := NewDryRun(&sink, nil, "")
+			for _, o := range []Opening{v6, v4u, v4, v4in} {
+				must(t, "open", d.Open(ctx, o))
+			}
+			sorted, _ := d.List(ctx)
+			if want := []Opening{v4, v4u, {Addr: netip.MustParseAddr("198.51.100.9"), Proto: "tcp", Port: 8080}, v6}; !slices.Equal(sorted, want) {
+				t.Fatalf("List = %v, want %v", sorted, want)
 			}
 			must(t, "teardown", b.Teardown(ctx))
 			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")

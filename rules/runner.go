@@ -239,22 +239,28 @@ func (r *ExecRunner) Run(ctx context.Context, argv []string) ([]byte, error) {
 // limitedBuffer keeps the first max bytes written and swallows the rest,
 // so a runaway command cannot exhaust memory and is never blocked on a
 // full pipe.
+//
+// The buffer is a field, not embedded: an embedded bytes.Buffer would lend
+// its ReadFrom to io.Copy, which would then bypass the limit.
 type limitedBuffer struct {
-	bytes.Buffer
+	buf      bytes.Buffer
 	max      int
 	overflow bool
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.Len(); len(p) > room {
+	if room := b.max - b.buf.Len(); len(p) > room {
 		b.overflow = true
 		if room > 0 {
-			b.Buffer.Write(p[:room])
+			b.buf.Write(p[:room])
 		}
 		return len(p), nil
 	}
-	return b.Buffer.Write(p)
+	return b.buf.Write(p)
 }
+
+func (b *limitedBuffer) Bytes() []byte  { return b.buf.Bytes() }
+func (b *limitedBuffer) String() string { return b.buf.String() }
 
 // NetnsRunner runs every command inside the named network namespace as
 // "ip netns exec NS argv...", for a daemon on the host that guards a

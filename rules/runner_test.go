@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"errors"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -41,6 +42,16 @@ func TestExecRunner(t *testing.T) {
 		out, err := r.Run(ctx, []string{"sh", "-c", `echo "$LC_ALL|$LANG|$LC_MESSAGES"`})
 		if err != nil || string(out) != "C||\n" {
 			t.Fatalf("environment seen by the child: %q, %v", out, err)
+		}
+	})
+	t.Run("stderr is bounded", func(t *testing.T) {
+		_, err := r.Run(ctx, []string{"sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x >&2; exit 1"})
+		var ce *CmdError
+		if !errors.As(err, &ce) || ce.ExitCode != 1 {
+			t.Fatalf("error = %v", err)
+		}
+		if len(ce.Stderr) != maxStderr {
+			t.Fatalf("stderr kept %d bytes, want the first %d", len(ce.Stderr), maxStderr)
 		}
 	})
 	t.Run("missing binary", func(t *testing.T) {
@@ -102,6 +113,18 @@ func TestExecRunner(t *testing.T) {
 			t.Fatalf("cached LookPath = %q, %v; want %q", p, err, bin)
 		}
 	})
+}
+
+func TestLimitedBufferThroughCopy(t *testing.T) {
+	// io.Copy is what os/exec uses: the limit must hold through it.
+	b := &limitedBuffer{max: 10}
+	n, err := io.Copy(b, strings.NewReader(strings.Repeat("y", 100)))
+	if err != nil || n != 100 {
+		t.Fatalf("Copy = %d, %v; want all 100 bytes consumed", n, err)
+	}
+	if b.String() != strings.Repeat("y", 10) || !b.overflow {
+		t.Fatalf("kept %q overflow=%v, want 10 bytes and overflow", b.String(), b.overflow)
+	}
 }
 
 func TestNetnsRunner(t *testing.T) {
