@@ -325,3 +325,45 @@ func TestIPTablesConcurrentOpenNoDuplicates(t *testing.T) {
 		}
 	}
 }
+
+func TestCloseStopsAfterBoundedDeletions(t *testing.T) {
+	// A rule that never goes away (a broken or lying tool) must not make
+	// Close loop forever.
+	f := new(FakeRunner).Always("iptables -w -D KNOCKDAEMON "+iptRule4, "", nil)
+	err := mkIPTables(f).Close(context.Background(), v4)
+	if err == nil || !strings.Contains(err.Error(), "still present") {
+		t.Fatalf("Close = %v, want a 'still present' error", err)
+	}
+	if n := len(f.Calls()); n != maxDuplicates {
+		t.Fatalf("ran %d deletions, want %d", n, maxDuplicates)
+	}
+}
+
+func TestCheckHints(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		mk   func(r Runner) Backend
+		line string
+	}{
+		{"iptables", mkIPTables, "iptables -w -n -L INPUT"},
+		{"ipset", mkIPSet, "ipset version"},
+		{"nftables", mkNFTables, "nft -j list chain inet filter input"},
+		{"ipfw", mkIPFW, "ipfw list 65535"},
+	} {
+		t.Run(tc.name+" not usable", func(t *testing.T) {
+			f := new(FakeRunner).Fail(tc.line, 4, "Permission denied (you must be root)")
+			err := tc.mk(f).Check(ctx)
+			if err == nil || !strings.Contains(err.Error(), "not usable") || !strings.Contains(err.Error(), "\nhint: ") {
+				t.Fatalf("Check = %v, want 'not usable' with a hint", err)
+			}
+		})
+		t.Run(tc.name+" not installed", func(t *testing.T) {
+			f := new(FakeRunner).On(tc.line, "", &CmdError{ExitCode: -1, Err: ErrNotFound})
+			err := tc.mk(f).Check(ctx)
+			if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "not installed") || !strings.Contains(err.Error(), "\nhint: ") {
+				t.Fatalf("Check = %v, want 'not installed' with a hint", err)
+			}
+		})
+	}
+}
