@@ -94,8 +94,8 @@ func Send(ctx context.Context, dst netip.Addr, ports [8]uint16, opt SendOptions)
 			prev.Close()
 		}
 	}()
-	timer := time.NewTimer(0)
-	<-timer.C
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	defer timer.Stop()
 	for i, port := range ports {
 		start := time.Now()

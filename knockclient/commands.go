@@ -374,10 +374,8 @@ func doKnock(c *cli.Context, e env, then []string) error {
 		}
 		return fail(exitSend, "a route or a local firewall stops the knocks; check that you can reach "+dst.String(), "%v", err)
 	}
-	if !pl.quiet && !pl.waitOpen {
-		if pl.verbose {
-			fmt.Fprintf(e.stderr, "knockclient: sent %s to %s (%s)\n", pl.req, dst, pl.key.Mode)
-		}
+	if pl.verbose && !pl.quiet {
+		fmt.Fprintf(e.stderr, "knockclient: sent %s to %s (%s)\n", pl.req, dst, pl.key.Mode)
 	}
 	if pl.waitOpen {
 		target := netip.AddrPortFrom(dst, pl.req.Port)
