@@ -24,8 +24,9 @@ const (
 	// DefaultMaxSkew is the default clock skew the daemon tolerates.
 	DefaultMaxSkew = 60 * time.Second
 	// MaxSkewLimit bounds the skew a Decoder accepts (larger values are
-	// clamped): an hour means 241 windows per key, already generous.
-	MaxSkewLimit = time.Hour
+	// clamped): 10 minutes means up to 41 windows per key, 164 KiB of
+	// expanded keys per key; clocks that far apart need fixing instead.
+	MaxSkewLimit = 10 * time.Minute
 
 	// TimeUnlimited in Request.Time opens with no time limit.
 	TimeUnlimited = 0

@@ -177,7 +177,9 @@ func (d *Decoder) Warm(now time.Time) {
 	if hi < lo {
 		return
 	}
-	d.tablesFor(lo, hi)
+	if !d.snap.Load().covers(lo, hi) {
+		d.build(lo, hi)
+	}
 	d.extend(hi + 1)
 }
 
