@@ -24,9 +24,9 @@ const (
 	// DefaultMaxSkew is the default clock skew the daemon tolerates.
 	DefaultMaxSkew = 60 * time.Second
 	// MaxSkewLimit bounds the skew a Decoder accepts (larger values are
-	// clamped): 10 minutes means up to 41 windows per key, 164 KiB of
-	// expanded keys per key; clocks that far apart need fixing instead.
-	MaxSkewLimit = 10 * time.Minute
+	// clamped); config allows the same at most. Each window costs 4 KiB
+	// of expanded key per timed key: an hour is 241 windows, ~1 MiB per key.
+	MaxSkewLimit = time.Hour
 
 	// TimeUnlimited in Request.Time opens with no time limit.
 	TimeUnlimited = 0
