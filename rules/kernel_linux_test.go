@@ -433,3 +433,45 @@ func baseline(ctx context.Context, r Runner) time.Duration {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	return d[len(d)/2]
 }
+
+// TestKernelNFTablesSingleFamily runs the backend against an admin's "ip"
+// and an "ip6" table: one set and one rule each, and the other family's
+// openings refused.
+func TestKernelNFTablesSingleFamily(t *testing.T) {
+	t.Parallel()
+	h := newKernelHost(t, "nft")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		family     string
+		own, other Opening
+		server     netip.Addr
+	}{
+		{"ip", h.client4(), h.client6(), h.n.Client.ServerIP4},
+		{"ip6", h.client6(), h.client4(), h.n.Client.ServerIP6},
+	} {
+		t.Run(tc.family, func(t *testing.T) {
+			table := "kf" + netnstest.RandHex(3)
+			h.sh(t, "nft", "add", "table", tc.family, table)
+			h.sh(t, "nft", "add", "chain", tc.family, table, "in", "{", "type", "filter", "hook", "input", "priority", "0", ";", "}")
+			h.sh(t, "nft", "add", "rule", tc.family, table, "in", "tcp", "dport", strconv.Itoa(testPort), "drop")
+			b, err := NewNFTables(h.r, tc.family+" "+table, "in", "")
+			must(t, "new", err)
+			must(t, "setup", b.Setup(ctx))
+			if n := countLines(h.sh(t, "nft", "list", "chain", tc.family, table, "in"), "comment \"knockdaemon "); n != 1 {
+				t.Fatalf("%d daemon rules in a %s table, want 1", n, tc.family)
+			}
+			h.mustNotConnect(t, tc.server, "before open")
+			must(t, "open", b.Open(ctx, tc.own))
+			h.mustConnect(t, tc.server, "after open")
+			if err := b.Open(ctx, tc.other); err == nil {
+				t.Fatalf("a %s table accepted %v", tc.family, tc.other.Addr)
+			}
+			mustList(t, b, tc.own)
+			must(t, "teardown", b.Teardown(ctx))
+			if out := h.sh(t, "nft", "list", "table", tc.family, table); strings.Contains(out, "knockdaemon") {
+				t.Fatalf("daemon objects left after teardown:\n%s", out)
+			}
+			h.mustNotConnect(t, tc.server, "after teardown")
+		})
+	}
+}
