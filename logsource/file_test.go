@@ -43,6 +43,18 @@ func (s *sink) texts() []string {
 	return out
 }
 
+// seen reports whether a delivered line ends with suffix.
+func (s *sink) seen(suffix string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.lines) - 1; i >= 0; i-- {
+		if strings.HasSuffix(s.lines[i].text, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *sink) last() got {
 	s.mu.Lock()
 	defer s.mu.Unlock()
