@@ -11,10 +11,14 @@
 // on the clock's own goroutine. No method calls back into the caller, so the
 // caller may hold its own locks while calling in.
 //
-// Memory is bounded by Config.MaxSources x (about 40 bytes + 5 bytes per hit
-// of Config.MaxHits) plus the index map; storage grows in chunks as sources
-// appear and is reused, never returned, after they expire. The hot path (Add
-// of a knock from a known source or into a recycled slot) does not allocate.
+// Memory is bounded by Config.MaxSources x 80 bytes plus the index (8 bytes
+// a slot, at most 4 x MaxSources slots): about 5 MB + 1 MB at the default
+// 65536 sources. A source keeps at most
+// eight hits whatever Config.MaxHits says: every candidate is the last eight
+// live hits, so an older hit can never be part of one. Storage grows in
+// pointer-free chunks as sources appear (nothing for the garbage collector to
+// scan) and is reused, never returned, after they expire. The hot path (Add of
+// a knock from a known source or into a recycled slot) does not allocate.
 package knock
 
 import (
@@ -145,10 +149,16 @@ const (
 	chunkSize  = 1 << chunkShift
 	chunkMask  = chunkSize - 1
 	none       = -1
+	ringMask   = SequenceLen - 1
 )
 
 // entry is one source. Times are milliseconds since the assembler's epoch.
+// Its hits are a ring of SequenceLen: the destination port minus base, and
+// the arrival time modulo 2^32 (ages never exceed twice the sequence timeout,
+// far below the wrap).
 type entry struct {
+	times      [SequenceLen]uint32
+	dst        [SequenceLen]byte
 	key        [16]byte
 	prev, next int32
 	// t is, for an active entry, the time of its last stored hit (its hits
@@ -163,16 +173,6 @@ type entry struct {
 	lastProto uint8
 }
 
-// chunk holds chunkSize entries and their rings of hits (maxHits each): the
-// destination port minus base, and the arrival time in milliseconds since the
-// epoch, modulo 2^32 (ages never exceed twice the sequence timeout, far below
-// the wrap).
-type chunk struct {
-	ents  []entry
-	dst   []byte
-	times []uint32
-}
-
 type list struct{ head, tail int32 }
 
 // Assembler turns hits into candidate blocks. Create it with New.
@@ -182,16 +182,15 @@ type Assembler struct {
 	epoch     time.Time
 	timeoutMs int64
 	lockoutMs int64
-	maxHits   int
 
 	mu      sync.Mutex
-	index   map[[16]byte]int32
-	chunks  []chunk
-	used    int32 // entries handed out from chunks so far
-	free    int32 // head of the free list, linked through entry.next
-	active  list  // ordered by entry.t (time of the last hit)
-	penalty list  // ordered by entry.t (deadline), give or take timer lateness
-	latest  int64 // latest time seen, ms since epoch
+	index   index     // source key -> entry
+	chunks  [][]entry // of chunkSize entries (the last may be shorter)
+	used    int32     // entries handed out from chunks so far
+	free    int32     // head of the free list, linked through entry.next
+	active  list      // ordered by entry.t (time of the last hit)
+	penalty list      // ordered by entry.t (deadline), give or take timer lateness
+	latest  int64     // latest time seen, ms since epoch
 	locked  int
 
 	timer   clock.Timer
@@ -218,8 +217,7 @@ func New(cfg Config, clk clock.Clock) (*Assembler, error) {
 		epoch:     clk.Now(),
 		timeoutMs: cfg.SequenceTimeout.Milliseconds(),
 		lockoutMs: cfg.Lockout.Milliseconds(),
-		maxHits:   cfg.MaxHits,
-		index:     make(map[[16]byte]int32),
+		index:     newIndex(),
 		free:      none,
 		active:    list{none, none},
 		penalty:   list{none, none},
@@ -249,9 +247,10 @@ func (a *Assembler) Add(h Hit) (Result, error) {
 	defer a.mu.Unlock()
 	now := a.stampLocked(h.Time)
 
-	i, ok := a.index[key]
+	tag := a.index.hash(&key)
+	i := a.lookup(&key, tag)
 	var e *entry
-	if ok {
+	if i != none {
 		e = a.ent(i)
 		switch e.state {
 		case stateLocked:
@@ -284,7 +283,7 @@ func (a *Assembler) Add(h Hit) (Result, error) {
 			}
 		}
 	} else {
-		i = a.allocLocked(key)
+		i = a.allocLocked(&key, tag)
 		e = a.ent(i)
 	}
 
@@ -293,26 +292,19 @@ func (a *Assembler) Add(h Hit) (Result, error) {
 		return Result{Outcome: Retransmission}, nil
 	}
 
-	c := &a.chunks[i>>chunkShift]
-	base := int(i&chunkMask) * a.maxHits
-	ring := c.times[base : base+a.maxHits]
-	dsts := c.dst[base : base+a.maxHits]
-	mh := uint8(a.maxHits)
-	// Drop expired hits from the front. Hits arrive in time order.
-	for e.n > 0 && int64(uint32(now)-ring[e.head]) >= a.timeoutMs {
-		e.head = a.inc(e.head)
+	// Drop expired hits from the front (hits arrive in time order), then
+	// the oldest when the ring is full.
+	for e.n > 0 && int64(uint32(now)-e.times[e.head]) >= a.timeoutMs {
+		e.head = (e.head + 1) & ringMask
 		e.n--
 	}
-	if e.n == mh {
-		e.head = a.inc(e.head)
+	if e.n == SequenceLen {
+		e.head = (e.head + 1) & ringMask
 		e.n--
 	}
-	slot := int(e.head) + int(e.n)
-	if slot >= a.maxHits {
-		slot -= a.maxHits
-	}
-	ring[slot] = uint32(now)
-	dsts[slot] = dst
+	slot := (e.head + e.n) & ringMask
+	e.times[slot] = uint32(now)
+	e.dst[slot] = dst
 	e.n++
 	e.t = now
 	e.lastProto, e.lastSport, e.lastDst = uint8(h.Proto), h.SrcPort, dst
@@ -326,16 +318,10 @@ func (a *Assembler) Add(h Hit) (Result, error) {
 	if e.n < SequenceLen {
 		return Result{Outcome: Stored}, nil
 	}
+	// A full ring: head is the oldest of the last eight.
 	r := Result{Outcome: Candidate}
-	j := slot - (SequenceLen - 1)
-	if j < 0 {
-		j += a.maxHits
-	}
-	for k := range SequenceLen {
-		r.Candidate[k] = dsts[j]
-		if j++; j == a.maxHits {
-			j = 0
-		}
+	for k := range uint8(SequenceLen) {
+		r.Candidate[k] = e.dst[(e.head+k)&ringMask]
 	}
 	a.st.Candidates++
 	return r, nil
@@ -352,8 +338,8 @@ func (a *Assembler) Accept(src netip.Addr) bool {
 	key := src.Unmap().As16()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	i, ok := a.index[key]
-	if !ok {
+	i := a.lookup(&key, a.index.hash(&key))
+	if i == none {
 		return false
 	}
 	e := a.ent(i)
@@ -380,8 +366,8 @@ func (a *Assembler) Reject(src netip.Addr) (until time.Time, locked bool) {
 	key := src.Unmap().As16()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	i, ok := a.index[key]
-	if !ok {
+	i := a.lookup(&key, a.index.hash(&key))
+	if i == none {
 		return time.Time{}, false
 	}
 	e := a.ent(i)
@@ -413,7 +399,7 @@ func (a *Assembler) Stats() Stats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.st
-	s.Sources = len(a.index)
+	s.Sources = a.index.n
 	s.LockedOut = a.locked
 	return s
 }
@@ -447,15 +433,7 @@ func (a *Assembler) stampLocked(t time.Time) int64 {
 }
 
 func (a *Assembler) ent(i int32) *entry {
-	return &a.chunks[i>>chunkShift].ents[i&chunkMask]
-}
-
-func (a *Assembler) inc(x uint8) uint8 {
-	x++
-	if int(x) == a.maxHits {
-		return 0
-	}
-	return x
+	return &a.chunks[i>>chunkShift][i&chunkMask]
 }
 
 // restart makes e an active entry with no hits, keeping its failures.
@@ -467,8 +445,8 @@ func (a *Assembler) restart(e *entry) {
 
 // allocLocked adds an empty active entry for key, evicting the least recently
 // active source when the table is full. The entry is not yet on a list.
-func (a *Assembler) allocLocked(key [16]byte) int32 {
-	if len(a.index) >= a.cfg.MaxSources {
+func (a *Assembler) allocLocked(key *[16]byte, tag uint32) int32 {
+	if a.index.n >= a.cfg.MaxSources {
 		a.evictLocked()
 	}
 	i := a.free
@@ -477,17 +455,13 @@ func (a *Assembler) allocLocked(key [16]byte) int32 {
 	} else {
 		if int(a.used) == len(a.chunks)*chunkSize {
 			n := min(chunkSize, a.cfg.MaxSources-int(a.used))
-			a.chunks = append(a.chunks, chunk{
-				ents:  make([]entry, n),
-				dst:   make([]byte, n*a.maxHits),
-				times: make([]uint32, n*a.maxHits),
-			})
+			a.chunks = append(a.chunks, make([]entry, n))
 		}
 		i = a.used
 		a.used++
 	}
-	*a.ent(i) = entry{key: key, prev: none, next: none, state: stateActive}
-	a.index[key] = i
+	*a.ent(i) = entry{key: *key, prev: none, next: none, state: stateActive}
+	a.insertIndex(tag, i)
 	return i
 }
 
@@ -518,7 +492,7 @@ func (a *Assembler) freeLocked(i int32) {
 	case statePenalty:
 		a.unlink(&a.penalty, i)
 	}
-	delete(a.index, e.key)
+	a.deleteIndex(&e.key, i)
 	e.state = stateFree
 	e.prev = none
 	e.next = a.free

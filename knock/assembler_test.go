@@ -597,7 +597,7 @@ func TestFloodIsBoundedAndRealKnockSurvives(t *testing.T) {
 	if s.Evictions == 0 {
 		t.Fatal("no evictions under a flood of 131072 addresses into 1000 slots")
 	}
-	if len(f.a.chunks) != 1 || f.a.used > maxSources {
+	if len(f.a.chunks) != 1 || len(f.a.chunks[0]) != maxSources || f.a.used > maxSources {
 		t.Fatalf("storage grew past the bound: %d chunks, %d entries", len(f.a.chunks), f.a.used)
 	}
 	// Everything drains by timer.

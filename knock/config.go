@@ -41,7 +41,9 @@ type Config struct {
 	// source beyond it evicts the least recently active one (default 65536).
 	MaxSources int
 	// MaxHits bounds the hits kept per source, oldest dropped first
-	// (default 16, at least 8, at most 255).
+	// (default 16, at least 8, at most 255). The assembler in fact keeps
+	// eight whatever this says, which behaves the same: every candidate is
+	// the last eight live hits, so an older hit can never be part of one.
 	MaxHits int
 	// LockoutFailures is the number of consecutive rejected candidates that
 	// locks a source out (default 3, at most 255).
