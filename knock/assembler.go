@@ -13,12 +13,22 @@
 //
 // Memory is bounded by Config.MaxSources x 80 bytes plus the index (8 bytes
 // a slot, at most 4 x MaxSources slots): about 5 MB + 1 MB at the default
-// 65536 sources. A source keeps at most
-// eight hits whatever Config.MaxHits says: every candidate is the last eight
-// live hits, so an older hit can never be part of one. Storage grows in
-// pointer-free chunks as sources appear (nothing for the garbage collector to
-// scan) and is reused, never returned, after they expire. The hot path (Add of
-// a knock from a known source or into a recycled slot) does not allocate.
+// 65536 sources. A source keeps at most eight hits whatever Config.MaxHits
+// says: every candidate is the last eight live hits, so an older hit can
+// never be part of one. Storage grows in pointer-free chunks as sources
+// appear (nothing for the garbage collector to scan) and is reused, never
+// returned, after they expire. The hot path (Add of a knock from a known
+// source or into a recycled slot) does not allocate.
+//
+// Time is kept at millisecond resolution: a hit is live for SequenceTimeout
+// after it arrived and expires at that instant; a lockout ends Lockout after
+// the Reject that began it.
+//
+// Known limit of the design (as in every log-based knocker): hits from a
+// spoofed source address count for that address, so an attacker who can
+// spoof a user's address can get it locked out; and under a flood of
+// MaxSources new spoofed addresses the least recently active sources,
+// lockouts included, are evicted.
 package knock
 
 import (
