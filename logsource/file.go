@@ -282,9 +282,13 @@ func (s *File) Run(ctx context.Context, emit func(Line)) error {
 	if err != nil {
 		s.log.Warn("no change notification, polling", "path", s.path, "interval", s.poll, "err", err)
 	} else {
-		defer w.close()
 		wake = w.C
 	}
+	defer func() {
+		if w != nil {
+			w.close()
+		}
+	}()
 	tick := time.NewTicker(s.poll)
 	defer tick.Stop()
 	for {
@@ -302,6 +306,9 @@ func (s *File) Run(ctx context.Context, emit func(Line)) error {
 		case <-tick.C:
 			if w != nil {
 				w.refresh()
+			} else if w, err = newWatcher(s.dir, s.base); err == nil {
+				// The directory appeared, or inotify is available again.
+				wake = w.C
 			}
 		}
 	}

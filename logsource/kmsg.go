@@ -32,6 +32,8 @@ type KmsgOptions struct {
 // Records overwritten in the ring buffer before they were read (EPIPE)
 // are counted in Stats.Lost from the sequence-number gap, and reading
 // goes on.
+//
+// Run may be called again after it returned, not concurrently.
 type Kmsg struct {
 	path string
 	now  func() time.Time
@@ -102,6 +104,9 @@ type recordReader interface {
 // readRecords is Run's loop, apart from the device so it can be tested
 // with injected EPIPE.
 func (k *Kmsg) readRecords(ctx context.Context, r recordReader, emit func(Line)) error {
+	// A new Run starts after the newest record: the jump from the last
+	// run's sequence number is not a loss.
+	k.haveSeq = false
 	buf := make([]byte, kmsgBufSize)
 	for {
 		n, err := r.Read(buf)

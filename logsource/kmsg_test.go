@@ -93,3 +93,16 @@ type pathErr struct{ err error }
 
 func (e *pathErr) Error() string { return "read /dev/kmsg: " + e.err.Error() }
 func (e *pathErr) Unwrap() error { return e.err }
+
+func TestKmsgNewRunIsNotALoss(t *testing.T) {
+	k := NewKmsg(KmsgOptions{})
+	for _, recs := range [][]any{{"4,10,1,-;a\n"}, {"4,500,2,-;b\n"}} {
+		err := k.readRecords(context.Background(), &fakeKmsg{steps: recs}, func(Line) {})
+		if !errors.Is(err, io.ErrClosedPipe) {
+			t.Fatal(err)
+		}
+	}
+	if st := k.Stats(); st.Lost != 0 || st.Lines != 2 {
+		t.Fatalf("stats = %+v: the records between two runs were counted as lost", st)
+	}
+}

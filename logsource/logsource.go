@@ -13,6 +13,16 @@
 // Lines longer than the source's maximum (1 MiB by default) are skipped
 // and counted, never fatal. Each source reports its counters through
 // Stats.
+//
+// Sources deliver every line; choosing the firewall lines, and among them
+// the configured LOG prefix, is done on the parsed hit (logparse.Hit.Prefix),
+// because only the parser knows where a prefix ends.
+//
+// Which sources local users can forge: /dev/kmsg and the journal's kernel
+// transport (journalctl -k) hold only what the kernel logged (a user
+// writing to /dev/kmsg gets the user facility). A syslog file such as
+// kern.log holds whatever syslog was told: `logger -p kern.warn` from any
+// user lands there as a "kernel" line on many configurations.
 package logsource
 
 import (
