@@ -65,10 +65,7 @@ func findAnchor(s []byte) int {
 			break
 		}
 		i += off
-		j := i + 3
-		for j < len(s) && s[j] != ' ' {
-			j++
-		}
+		j := nextSpace(s, i+3)
 		if len(s)-j >= 5 && s[j+1] == 'O' && s[j+2] == 'U' && s[j+3] == 'T' && s[j+4] == '=' {
 			best = i
 		}
@@ -290,10 +287,7 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 		case '(', ')', ']':
 			return malformed(Netfilter, "unexpected "+string(s[i]))
 		}
-		j := i
-		for j < len(s) && s[j] != ' ' && s[j] != '=' {
-			j++
-		}
+		j := nextSpaceOrEq(s, i)
 		if j == len(s) || s[j] == ' ' {
 			// a bare word
 			w := s[i:j]
@@ -361,10 +355,7 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 		}
 		// KEY=VALUE
 		key := s[i:j]
-		e := j + 1
-		for e < len(s) && s[e] != ' ' {
-			e++
-		}
+		e := nextSpace(s, j+1)
 		val := s[j+1 : e]
 		i = e
 		k := fieldKey(key)
