@@ -300,3 +300,23 @@ func TestFileRestartResumes(t *testing.T) {
 		})
 	}
 }
+
+// TestFileDirectoryAppearsLater starts with no directory, so no inotify
+// watch: the poll timer finds the file, and the watch is set up once the
+// directory exists.
+func TestFileDirectoryAppearsLater(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "later")
+	path := filepath.Join(dir, "kern.log")
+	out := &sink{}
+	src := NewFile(path, FileOptions{PollInterval: 10 * time.Millisecond})
+	stop := runFile(t, src, out)
+	time.Sleep(30 * time.Millisecond)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := newLiveWriter(t, path)
+	w.write(200)
+	out.waitFor(t, 200, 10*time.Second)
+	stop()
+	checkExactlyOnce(t, out, w.want, path)
+}
