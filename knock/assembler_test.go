@@ -742,3 +742,36 @@ func TestFailureMemoryOnArrival(t *testing.T) {
 		}
 	})
 }
+
+func TestMassExpiryInBatches(t *testing.T) {
+	f := newFixture(t, Config{MaxSources: 3*sweepBatch + 10})
+	for k := range 3*sweepBatch + 10 {
+		f.knock(netip.AddrFrom4([4]byte{10, 1, byte(k >> 8), byte(k)}).String(), 1)
+	}
+	f.clk.Advance(DefaultSequenceTimeout)
+	if s := f.a.Stats(); s.Sources != 0 || s.Expired != 3*sweepBatch+10 {
+		t.Fatalf("after the timeout: %+v", s)
+	}
+	if n := f.clk.Pending(); n != 0 {
+		t.Fatalf("%d timers pending with an empty table", n)
+	}
+}
+
+func TestCloseStopsTheTimer(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.knock("192.0.2.1", 1)
+	f.a.Close()
+	if n := f.clk.Pending(); n != 0 {
+		t.Fatalf("%d timers pending after Close", n)
+	}
+	f.knock("192.0.2.2", 1)
+	if n := f.clk.Pending(); n != 0 {
+		t.Fatalf("Add after Close armed a timer")
+	}
+	f.clk.Advance(time.Hour)
+	if n := f.a.Stats().Sources; n != 2 {
+		t.Fatalf("sources %d: something expired by timer after Close", n)
+	}
+	// Expiry on arrival still works.
+	f.wantOutcome(f.knock("192.0.2.1", 1), Stored)
+}
