@@ -63,7 +63,7 @@ type Stats struct {
 	Overlong    uint64 `json:"overlong"`    // lines longer than the maximum, skipped
 	Dropped     uint64 `json:"dropped"`     // incomplete last lines abandoned at rotation or truncation
 	Lost        uint64 `json:"lost"`        // kmsg records overwritten before they were read
-	Restarts    uint64 `json:"restarts"`    // journalctl restarts, file reopens after an error
+	Restarts    uint64 `json:"restarts"`    // journalctl restarts
 	Rotations   uint64 `json:"rotations"`   // a new file took the log's path
 	Truncations uint64 `json:"truncations"` // the file shrank or was rewritten in place
 	Recovered   uint64 `json:"recovered"`   // lines read from a rotated file or a copytruncate copy

@@ -26,8 +26,8 @@ type Reader struct {
 	c    counters
 }
 
-// NewReader returns a source reading r; name is what String reports
-// (for example "stdin").
+// NewReader returns a source reading r; name is what String reports.
+// For standard input use NewStdin, which makes a pipe interruptible.
 func NewReader(r io.Reader, name string) *Reader {
 	return NewReaderOptions(r, name, ReaderOptions{})
 }
