@@ -93,7 +93,12 @@ type Daemon struct {
 	savedPos logsource.Position
 
 	stateBroken atomic.Bool // the last state write failed
+	stopping    atomic.Bool // shutdown began without the source: drop lines
 }
+
+// sourceStopGrace is how long Run waits for the source to return once
+// its context ended.
+const sourceStopGrace = 5 * time.Second
 
 // counters are the daemon's statistics, for status.
 type counters struct {
@@ -275,7 +280,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	d.log.Info("knockdaemon running", "source", d.source.String(), "backend", d.backend.Name(),
 		"users", len(cfg.Users), "grants", len(st.Grants), "state", cfg.Daemon.StateFile)
-	srcErr := d.source.Run(runCtx, d.handleLine)
+	srcDone := make(chan error, 1)
+	go func() { srcDone <- d.source.Run(runCtx, d.handleLine) }()
+	var srcErr error
+	select {
+	case srcErr = <-srcDone:
+	case <-ctx.Done():
+		select {
+		case srcErr = <-srcDone:
+		case <-time.After(sourceStopGrace):
+			// A reader that cannot be interrupted (a plain io.Reader)
+			// must not keep the openings open: stop without it.
+			d.stopping.Store(true)
+			d.log.Warn("log source did not stop in time; shutting down without it", "source", d.source.String())
+		}
+	}
 	cancel()
 	wg.Wait()
 	if ctx.Err() == nil && srcErr == nil {
@@ -383,6 +402,9 @@ func (d *Daemon) notePos(p logsource.Position) {
 // handleLine is the pipeline for one line. It runs on the source's emit
 // goroutine only.
 func (d *Daemon) handleLine(l logsource.Line) {
+	if d.stopping.Load() {
+		return
+	}
 	d.ctr.lines.Add(1)
 	d.notePos(l.Pos)
 	h := &d.hit

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -91,7 +92,12 @@ func (e *env) main(args []string) int {
 	}
 	msg := strings.TrimPrefix(err.Error(), "knockdaemon: ")
 	for _, line := range strings.Split(msg, "\n") {
-		if line != "" {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+		case strings.HasPrefix(line, "hint:"):
+			fmt.Fprintln(e.stderr, line)
+		default:
 			fmt.Fprintf(e.stderr, "knockdaemon: %s\n", line)
 		}
 	}
@@ -180,6 +186,48 @@ func (e *env) app() *cli.App {
 	}
 }
 
+// flagString returns the value of a flag set on the command or on any
+// parent (the global options), nearest first; urfave/cli would otherwise
+// answer with the command's own unset default.
+func flagString(c *cli.Context, name string) string {
+	for _, x := range c.Lineage() {
+		if localSet(x, name) {
+			return x.String(name)
+		}
+	}
+	return ""
+}
+
+func flagBool(c *cli.Context, name string) bool {
+	for _, x := range c.Lineage() {
+		if localSet(x, name) {
+			return x.Bool(name)
+		}
+	}
+	return false
+}
+
+func flagSet(c *cli.Context, name string) bool {
+	for _, x := range c.Lineage() {
+		if localSet(x, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func localSet(x *cli.Context, name string) bool {
+	if x == nil {
+		return false
+	}
+	for _, n := range x.LocalFlagNames() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
 // loadConfig loads the config and applies the command-line overrides.
 func loadConfig(c *cli.Context) (*config.Config, error) {
 	path := c.String("config")
@@ -191,7 +239,7 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 		}
 		return nil, fail(exitConfig, err, hint)
 	}
-	if s := c.String("source"); s != "" {
+	if s := flagString(c, "source"); s != "" {
 		switch s {
 		case "auto", "kmsg", "file", "journald", "stdin":
 		default:
@@ -199,9 +247,9 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 		}
 		cfg.Source.Type = s
 	}
-	if p := c.String("path"); p != "" {
+	if p := flagString(c, "path"); p != "" {
 		cfg.Source.Path = p
-		if c.String("source") == "" {
+		if flagString(c, "source") == "" {
 			cfg.Source.Type = "file"
 		}
 	}
@@ -267,10 +315,23 @@ func (e *env) runCmd(c *cli.Context) error {
 		return fail(exitConfig, err)
 	}
 	defer logClose.Close()
-	dry := c.Bool("dry-run")
+	dry := flagSet(c, "dry-run") && flagBool(c, "dry-run")
 	be, err := e.backend(cfg, dry)
 	if err != nil {
 		return err
+	}
+	if dry {
+		// A dry run must not leave grants in the real state file (the
+		// next real start would apply them) nor take the real daemon's
+		// control socket.
+		tmp, err := os.MkdirTemp("", "knockdaemon-dry-run-")
+		if err != nil {
+			return fail(exitRuntime, err)
+		}
+		defer os.RemoveAll(tmp)
+		cfg.Daemon.StateFile = filepath.Join(tmp, "state.json")
+		cfg.Daemon.ControlSocket = filepath.Join(tmp, "control.sock")
+		log.Info("dry run: no firewall command is run; state and control socket are temporary", "dir", tmp)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
