@@ -79,7 +79,7 @@ type Cache struct {
 	closed  bool
 }
 
-// New returns an empty cache timed by clk.
+// New returns an empty cache timed by clk (nil: the wall clock).
 func New(clk clock.Clock) *Cache {
 	if clk == nil {
 		clk = clock.Real{}
