@@ -357,7 +357,7 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 		key := s[i:j]
 		e := nextSpace(s, j+1)
 		val := s[j+1 : e]
-		i = e
+		i = e + 1 // past the space, or past the end
 		k := fieldKey(key)
 		if k == fUnknown {
 			// A field this parser does not know (a newer kernel, a vendor

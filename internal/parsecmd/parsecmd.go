@@ -449,6 +449,9 @@ func Command() *cli.Command {
 				return cli.Exit(fmt.Sprintf("parse: --format %q: want text or json", opts.Format), ExitUsage)
 			}
 			var in io.Reader = os.Stdin
+			if c.App.Reader != nil {
+				in = c.App.Reader
+			}
 			name := "standard input"
 			if p := c.Args().First(); p != "" && p != "-" {
 				f, err := os.Open(p)

@@ -158,9 +158,13 @@ func TestRunBadFormat(t *testing.T) {
 
 // app runs the command as the daemon's main would, without os.Exit.
 func app(args ...string) (stdout, stderr string, code int, err error) {
+	return appIn(strings.NewReader(""), args...)
+}
+
+func appIn(stdin io.Reader, args ...string) (stdout, stderr string, code int, err error) {
 	var o, e bytes.Buffer
 	a := &cli.App{
-		Name: "knockdaemon", Writer: &o, ErrWriter: &e,
+		Name: "knockdaemon", Writer: &o, ErrWriter: &e, Reader: stdin,
 		Commands:       []*cli.Command{Command()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
@@ -208,6 +212,12 @@ func TestCommand(t *testing.T) {
 				t.Errorf("stdout lacks %q:\n%s", tc.out, out)
 			}
 		})
+	}
+	for _, args := range [][]string{{"-"}, {}} {
+		out, _, code, err := appIn(input(knockLine, noise), args...)
+		if code != 0 || err != nil || !strings.Contains(out, "knock-port hits:   1") || !strings.Contains(out, "lines read:        2") {
+			t.Errorf("stdin %q: exit %d %v\n%s", args, code, err, out)
+		}
 	}
 	out, errOut, _, _ := app("--format", "json", log)
 	if strings.Contains(out, "lines read") || !strings.Contains(errOut, "lines read") {
