@@ -81,11 +81,16 @@ func TestSendKernelLog(t *testing.T) {
 		udp  bool
 		v6   bool
 		base uint16
+		gap  time.Duration
 	}{
-		{"tcp4", false, false, 745},
-		{"udp4", true, false, 2000},
-		{"tcp6", false, true, 3000},
-		{"udp6", true, true, 4000},
+		{"tcp4", false, false, 745, 0},
+		{"udp4", true, false, 2000, 0},
+		{"tcp6", false, true, 3000, 0},
+		{"udp6", true, true, 4000, 0},
+		// The shortest gap: every attempt is abandoned after 1 ms, and
+		// each SYN must still leave (the abandon timer starts only once
+		// the socket exists).
+		{"tcp4 1ms gap", false, false, 5000, MinGap},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,7 +116,7 @@ func TestSendKernelLog(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			err := netnstest.Do(n.Client.NS, func() error {
-				return Send(ctx, dst, ports, SendOptions{UDP: tc.udp})
+				return Send(ctx, dst, ports, SendOptions{UDP: tc.udp, Gap: tc.gap})
 			})
 			if err != nil {
 				t.Fatalf("Send: %v", err)

@@ -9,10 +9,11 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -141,18 +142,40 @@ func Send(ctx context.Context, dst netip.Addr, ports [8]uint16, opt SendOptions)
 
 // knockTCP makes one connection attempt and abandons it after timeout.
 // Only errors meaning the SYN never left are returned.
+//
+// The timeout starts inside the dialer's Control hook, right before
+// connect(2): a context deadline set earlier could expire on a loaded
+// machine before the socket exists, and the dialer would then give up
+// without sending the SYN at all.
 func knockTCP(ctx context.Context, ap netip.AddrPort, timeout time.Duration) error {
-	actx, cancel := context.WithTimeout(ctx, timeout)
+	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	d := net.Dialer{KeepAlive: -1}
+	var timer *time.Timer
+	var abandoned atomic.Bool
+	d := net.Dialer{
+		KeepAlive: -1,
+		ControlContext: func(context.Context, string, string, syscall.RawConn) error {
+			timer = time.AfterFunc(timeout, func() {
+				abandoned.Store(true)
+				cancel()
+			})
+			return nil
+		},
+	}
 	c, err := d.DialContext(actx, "tcp", ap.String())
+	if timer != nil {
+		timer.Stop()
+	}
 	if err == nil {
 		return c.Close() // the port is open; the SYN was a knock all the same
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if errors.Is(err, context.DeadlineExceeded) || !localFailure(err) {
+	if timer == nil {
+		return err // failed before connect(2): nothing was sent
+	}
+	if abandoned.Load() || !localFailure(err) {
 		return nil // unanswered, refused, or an ICMP error: the SYN went out
 	}
 	return err
