@@ -82,19 +82,6 @@ func TestReaderOneMiBLineSkippedByDefault(t *testing.T) {
 	}
 }
 
-func TestReaderReceivedFromClock(t *testing.T) {
-	at := time.Date(2026, 11, 21, 5, 20, 44, 0, time.UTC)
-	src := NewReaderOptions(strings.NewReader("Nov 21 01:00:00 host kernel: x\n"), "t",
-		ReaderOptions{Now: func() time.Time { return at }})
-	var rec []time.Time
-	if err := src.Run(context.Background(), func(l Line) { rec = append(rec, l.Received) }); err != nil {
-		t.Fatal(err)
-	}
-	if len(rec) != 1 || !rec[0].Equal(at) {
-		t.Fatalf("received = %v, want %v", rec, at)
-	}
-}
-
 func TestReaderError(t *testing.T) {
 	boom := errors.New("boom")
 	src := NewReader(io.MultiReader(strings.NewReader("a\n"), iotest.ErrReader(boom)), "t")
