@@ -28,6 +28,8 @@ const (
 	// command cannot be run, 127: not found.
 	exitCannotRun = 126
 	exitNotFound  = 127
+	// Interrupted (Ctrl-C) while knocking or waiting: 128 + SIGINT.
+	exitInterrupted = 130
 )
 
 const exitCodesHelp = `EXIT STATUS:
@@ -40,6 +42,7 @@ const exitCodesHelp = `EXIT STATUS:
    6    a knock could not be sent (no route, blocked locally)
    7    --wait-open: the port did not open in time
    N    --then: the command's own exit status (126: cannot run it, 127: not found)
+   130  interrupted while knocking or waiting
 
 ENVIRONMENT:
    KNOCK_KEY_FILE    key file used when neither a flag nor the profile names one

@@ -61,6 +61,10 @@ func runCLI(t *testing.T, envm map[string]string, args ...string) result {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if d, err := time.ParseDuration(envm["TEST_INTERRUPT_AFTER"]); err == nil {
+		ctx, cancel = context.WithTimeout(ctx, d) // as Ctrl-C would, via signal.NotifyContext
+		defer cancel()
+	}
 	code := run(ctx, append([]string{"knockclient"}, args...), e)
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
@@ -343,6 +347,19 @@ func TestKnockLoopback(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestInterrupted(t *testing.T) {
+	key := writeFile(t, t.TempDir(), "k.key", keyA+"\n", 0o600)
+	start := time.Now()
+	r := runCLI(t, map[string]string{"TEST_INTERRUPT_AFTER": "400ms"},
+		"knock", "127.0.0.1", "-p", fmt.Sprint(closedPort(t)), "-k", key, "--wait-open", "--wait-timeout", "20s")
+	if r.code != exitInterrupted || !strings.Contains(r.stderr, "knockclient: interrupted") {
+		t.Fatalf("interrupted knock = %+v, want exit %d", r, exitInterrupted)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("took %v to notice the interrupt", el)
+	}
 }
 
 func TestVersion(t *testing.T) {

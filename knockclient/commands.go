@@ -343,7 +343,7 @@ func doKnock(c *cli.Context, e env, then []string) error {
 	dst, err := client.Resolve(ctx, e.resolver, pl.host, pl.family)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fail(exitFailure, "", "interrupted")
+			return fail(exitInterrupted, "", "interrupted")
 		}
 		hint := "check the name, or give an IP address"
 		if !fromArg && c.String("profile") == "" && cfg != nil && !strings.ContainsAny(pl.host, ".:") {
@@ -370,7 +370,7 @@ func doKnock(c *cli.Context, e env, then []string) error {
 	}
 	if err := client.Send(ctx, dst, ports, opt); err != nil {
 		if ctx.Err() != nil {
-			return fail(exitFailure, "", "interrupted")
+			return fail(exitInterrupted, "", "interrupted")
 		}
 		return fail(exitSend, "a route or a local firewall stops the knocks; check that you can reach "+dst.String(), "%v", err)
 	}
@@ -382,7 +382,7 @@ func doKnock(c *cli.Context, e env, then []string) error {
 		took, err := client.WaitOpen(ctx, target, pl.waitFor)
 		if err != nil {
 			if ctx.Err() != nil {
-				return fail(exitFailure, "", "interrupted")
+				return fail(exitInterrupted, "", "interrupted")
 			}
 			return fail(exitNotOpen, notOpenHint(err, pl), "%v", err)
 		}
