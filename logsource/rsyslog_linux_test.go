@@ -173,6 +173,7 @@ func TestFileWithRealRsyslogAndLogrotate(t *testing.T) {
 	sent := make(chan error, 1)
 	progress := make(chan int, total)
 	go func() {
+		defer close(progress) // ends waitSent if the sender stops early
 		var c net.Conn
 		defer func() {
 			if c != nil {
