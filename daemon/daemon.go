@@ -42,9 +42,9 @@ type Options struct {
 	// OpenSource, when Source is nil, makes the source once the state is
 	// loaded, resuming at the saved position (file sources).
 	OpenSource func(resume logsource.Position) (logsource.Source, error)
-	Backend rules.Backend
-	Clock   clock.Clock  // nil: the wall clock
-	Logger  *slog.Logger // nil: discard
+	Backend    rules.Backend
+	Clock      clock.Clock  // nil: the wall clock
+	Logger     *slog.Logger // nil: discard
 	// LogLevel, when set, is adjusted on reload to the new log_level.
 	LogLevel *slog.LevelVar
 	// PositionInterval is how often the log position is written when only
