@@ -98,6 +98,14 @@ func TestLoadKeyFile(t *testing.T) {
 			}
 		})
 	}
+	t.Run("endless device is bounded", func(t *testing.T) {
+		if runtime.GOOS == "windows" {
+			t.Skip("no /dev/zero on Windows")
+		}
+		if _, err := LoadKeyFile("/dev/zero"); err == nil || !strings.Contains(err.Error(), "larger than 4096 bytes") {
+			t.Fatalf("LoadKeyFile(/dev/zero) = %v", err)
+		}
+	})
 	t.Run("missing file is fs.ErrNotExist", func(t *testing.T) {
 		if _, err := LoadKeyFile(filepath.Join(dir, "nope")); !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("error %v is not fs.ErrNotExist", err)

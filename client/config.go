@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -109,11 +110,19 @@ const maxConfigSize = 1 << 20
 // key_file and passphrase_file paths are relative to the file's directory;
 // "~/" means home (from getenv("HOME")).
 func LoadConfig(path string, missingOK bool, getenv func(string) string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		if missingOK && errors.Is(err, fs.ErrNotExist) {
 			return &Config{Path: path}, nil
 		}
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, &ConfigError{Path: path, Msg: "is a directory"}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
 		return nil, err
 	}
 	if len(data) > maxConfigSize {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,19 @@ func TestLoadConfig(t *testing.T) {
 	t.Run("missing is an error when named", func(t *testing.T) {
 		if _, err := LoadConfig(filepath.Join(dir, "none.toml"), false, env(nil)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("LoadConfig = %v", err)
+		}
+	})
+	t.Run("directory", func(t *testing.T) {
+		if _, err := LoadConfig(dir, false, env(nil)); err == nil || !strings.Contains(err.Error(), "is a directory") {
+			t.Fatalf("LoadConfig(dir) = %v", err)
+		}
+	})
+	t.Run("endless device is bounded", func(t *testing.T) {
+		if runtime.GOOS == "windows" {
+			t.Skip("no /dev/zero on Windows")
+		}
+		if _, err := LoadConfig("/dev/zero", false, env(nil)); err == nil || !strings.Contains(err.Error(), "larger than") {
+			t.Fatalf("LoadConfig(/dev/zero) = %v", err)
 		}
 	})
 	t.Run("reads a file", func(t *testing.T) {
