@@ -136,7 +136,7 @@ func (nullSource) String() string { return "test" }
 var t0 = time.Date(2026, 11, 21, 6, 0, 0, 0, time.UTC)
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	d       *Daemon
 	clk     *clock.Fake
 	be      *fakeBackend
@@ -177,7 +177,7 @@ func testKeys() []cipher.Key {
 	}
 }
 
-func loadTestConfig(t *testing.T, dir, extra string) *config.Config {
+func loadTestConfig(t testing.TB, dir, extra string) *config.Config {
 	t.Helper()
 	doc := fmt.Sprintf(baseConfig, dir, dir) + extra
 	c, err := config.Parse(filepath.Join(dir, "knock.toml"), []byte(doc))
@@ -190,7 +190,7 @@ func loadTestConfig(t *testing.T, dir, extra string) *config.Config {
 // newHarness builds a daemon whose state lives in dir (a fresh temp dir
 // when empty) and restores its state as Run would, without running a
 // source: lines are fed with feed.
-func newHarness(t *testing.T, dir string, be *fakeBackend, clk *clock.Fake) *harness {
+func newHarness(t testing.TB, dir string, be *fakeBackend, clk *clock.Fake) *harness {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
