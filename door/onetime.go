@@ -74,6 +74,28 @@ func OpenOneTime(path string) (*OneTime, error) {
 	return o, nil
 }
 
+// All returns every unused sequence in the file, in file order, as last
+// read (for LOG rules that must cover them all).
+func (o *OneTime) All() [][]Step {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	lines, err := o.read()
+	if err != nil {
+		return nil
+	}
+	var out [][]Step
+	for _, l := range lines {
+		t := strings.TrimSpace(l)
+		if t == "" || t[0] == '#' {
+			continue
+		}
+		if s, err := ParseSequence(t); err == nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Path is the file's path (symlinks resolved).
 func (o *OneTime) Path() string { return o.path }
 
