@@ -427,6 +427,9 @@ func buildSelf(t *testing.T) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "knockclient")
+	if runtime.GOOS == "windows" {
+		bin += ".exe"
+	}
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
