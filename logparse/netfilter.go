@@ -287,11 +287,19 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 		case '(', ')', ']':
 			return malformed(Netfilter, "unexpected "+string(s[i]))
 		}
-		j := nextSpaceOrEq(s, i)
-		if j == len(s) || s[j] == ' ' {
+		e := nextSpace(s, i)
+		tok := s[i:e]
+		i = e + 1 // past the space, or past the end
+		eq := -1
+		for x, c := range tok {
+			if c == '=' {
+				eq = x
+				break
+			}
+		}
+		if eq < 0 {
 			// a bare word
-			w := s[i:j]
-			i = j
+			w := tok
 			if sec == 1 && h.Proto == ProtoTCP {
 				if fl := tcpFlag(w); fl != 0 {
 					if h.Flags&fl != 0 {
@@ -354,10 +362,7 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 			continue
 		}
 		// KEY=VALUE
-		key := s[i:j]
-		e := nextSpace(s, j+1)
-		val := s[j+1 : e]
-		i = e + 1 // past the space, or past the end
+		key, val := tok[:eq], tok[eq+1:]
 		k := fieldKey(key)
 		if k == fUnknown {
 			// A field this parser does not know (a newer kernel, a vendor

@@ -28,22 +28,3 @@ func nextSpace(s []byte, i int) int {
 	}
 	return len(s)
 }
-
-// nextSpaceOrEq returns the index of the first ' ' or '=' in s at or
-// after i, or len(s).
-func nextSpaceOrEq(s []byte, i int) int {
-	for ; i+8 <= len(s); i += 8 {
-		v := binary.LittleEndian.Uint64(s[i:])
-		x := v ^ (' ' * lows)
-		y := v ^ ('=' * lows)
-		if m := ((x-lows)&^x | (y-lows)&^y) & highs; m != 0 {
-			return i + bits.TrailingZeros64(m)>>3
-		}
-	}
-	for ; i < len(s); i++ {
-		if s[i] == ' ' || s[i] == '=' {
-			return i
-		}
-	}
-	return len(s)
-}
