@@ -99,6 +99,9 @@ func Send(ctx context.Context, dst netip.Addr, ports [8]uint16, opt SendOptions)
 	timer.Stop()
 	defer timer.Stop()
 	for i, port := range ports {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		start := time.Now()
 		ap := netip.AddrPortFrom(dst, port)
 		var err error

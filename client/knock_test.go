@@ -215,9 +215,12 @@ func TestSendErrors(t *testing.T) {
 	t.Run("canceled context", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		err := Send(ctx, netip.MustParseAddr("127.0.0.1"), ports, SendOptions{})
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Send with canceled ctx = %v", err)
+		for _, udp := range []bool{false, true} {
+			sent := 0
+			err := Send(ctx, netip.MustParseAddr("127.0.0.1"), ports, SendOptions{UDP: udp, OnKnock: func(int, uint16) { sent++ }})
+			if !errors.Is(err, context.Canceled) || sent != 0 {
+				t.Fatalf("Send (udp=%v) with canceled ctx = %v after %d knocks", udp, err, sent)
+			}
 		}
 	})
 }
