@@ -220,15 +220,18 @@ func isLetter(c byte) bool { return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
 
 // lastZone caches the most recent fixed zone: a log carries one or two
 // offsets, and time.FixedZone allocates.
-var lastZone atomic.Pointer[time.Location]
+var lastZone atomic.Pointer[zoneEntry]
+
+type zoneEntry struct {
+	off int
+	loc *time.Location
+}
 
 func fixedZone(off int) *time.Location {
-	if l := lastZone.Load(); l != nil {
-		if _, o := time.Date(2000, 1, 1, 0, 0, 0, 0, l).Zone(); o == off {
-			return l
-		}
+	if z := lastZone.Load(); z != nil && z.off == off {
+		return z.loc
 	}
-	l := time.FixedZone("", off)
-	lastZone.Store(l)
-	return l
+	z := &zoneEntry{off: off, loc: time.FixedZone("", off)}
+	lastZone.Store(z)
+	return z.loc
 }
