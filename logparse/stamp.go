@@ -9,7 +9,7 @@ import (
 // UTC wall-clock time, and stamps without a year get year 0: Hit.Time is
 // informational, the daemon times sequences by arrival.
 
-// syslogTime reads, followed by a space: RFC 3339 ("2026-11-21T05:20:44.123456+00:00",
+// syslogTime reads, followed by a space: journalctl's short-unix; RFC 3339 ("2026-11-21T05:20:44.123456+00:00",
 // journalctl's "+0000", dmesg's "," fraction); "Mmm dd hh:mm:ss[.frac]"
 // (RFC 3164, journalctl short and short-precise; the day may be " 3", "3"
 // or "03"); and "yyyy Mmm dd hh:mm:ss".
@@ -33,7 +33,7 @@ func syslogTime(p []byte, h *Hit) ([]byte, bool) {
 			rest, ok := bsdTime(p[5:], int(y), h)
 			return rest, ok
 		}
-		return nil, false
+		return unixTime(p, h)
 	}
 	return bsdTime(p, 0, h)
 }
@@ -107,6 +107,29 @@ func rfc3339(p []byte, h *Hit) ([]byte, bool) {
 	}
 	h.Time = time.Date(int(y), time.Month(mo), int(d), hh, mm, ss, ns, loc)
 	return p[i:], true
+}
+
+// unixTime reads journalctl -o short-unix's "1763702444.204357" (seconds
+// and microseconds since the epoch), followed by a space.
+func unixTime(p []byte, h *Hit) ([]byte, bool) {
+	dot := 0
+	for dot < len(p) && dot < 12 && isDigit(p[dot]) {
+		dot++
+	}
+	if dot < 9 || dot >= len(p) || p[dot] != '.' {
+		return nil, false
+	}
+	end := dot + 1
+	for end < len(p) && isDigit(p[end]) {
+		end++
+	}
+	if end-dot-1 != 6 || end >= len(p) || p[end] != ' ' {
+		return nil, false
+	}
+	sec, _ := atou(p[:dot], 1<<40)
+	us, _ := atou(p[dot+1:end], 999999)
+	h.Time = time.Unix(int64(sec), int64(us)*1000).UTC()
+	return p[end:], true
 }
 
 // dmesgCtime reads dmesg -T's "[Sat Nov 21 05:20:44 2026] ".
