@@ -34,6 +34,8 @@ func TestFramings(t *testing.T) {
 			time.Date(2026, 11, 21, 5, 20, 44, 0, time.UTC), 0, true},
 		{"journalctl short-unix", "1763702444.204357 gw kernel: knock: " + fields,
 			time.Unix(1763702444, 204357000).UTC(), 0, true},
+		{"journalctl short-full", "Sat 2026-11-21 05:20:44 UTC gw kernel: knock: " + fields,
+			time.Date(2026, 11, 21, 5, 20, 44, 0, time.UTC), 0, true},
 		{"journalctl short-precise", "Nov 21 05:20:44.204357 gw kernel: knock: " + fields,
 			time.Date(0, 11, 21, 5, 20, 44, 204357000, time.UTC), 0, true},
 		{"FreeBSD syslogd -v", "Nov 21 05:20:44 <kern.warn> gw kernel: knock: " + fields,

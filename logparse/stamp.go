@@ -35,7 +35,36 @@ func syslogTime(p []byte, h *Hit) ([]byte, bool) {
 		}
 		return unixTime(p, h)
 	}
+	if rest, ok := fullTime(p, h); ok {
+		return rest, true
+	}
 	return bsdTime(p, 0, h)
+}
+
+// fullTime reads journalctl -o short-full's "Sat 2026-11-21 05:20:44 UTC".
+// Zone names other than UTC cannot be resolved from the text; the wall
+// clock is kept as UTC.
+func fullTime(p []byte, h *Hit) ([]byte, bool) {
+	if len(p) < 24 || p[3] != ' ' || !isLetter(p[0]) || !isDigit(p[4]) || p[8] != '-' || p[14] != ' ' {
+		return nil, false
+	}
+	q := p[4:]
+	y, ok1 := atou(q[0:4], 9999)
+	mo, ok2 := atou(q[5:7], 12)
+	d, ok3 := atou(q[8:10], 31)
+	if !ok1 || !ok2 || !ok3 || q[7] != '-' || mo == 0 || d == 0 {
+		return nil, false
+	}
+	hh, mm, ss, ns, i, ok := clock(q, 11)
+	if !ok || i >= len(q) || q[i] != ' ' {
+		return nil, false
+	}
+	zone, rest := token(q[i+1:])
+	if len(zone) == 0 || len(zone) > 6 || !isLetter(zone[0]) {
+		return nil, false
+	}
+	h.Time = time.Date(int(y), time.Month(mo), int(d), hh, mm, ss, ns, time.UTC)
+	return rest, true
 }
 
 func bsdTime(p []byte, year int, h *Hit) ([]byte, bool) {
