@@ -169,10 +169,10 @@ func LogRules(steps []door.Step, iface, prefix string) []string {
 		}
 	}
 	if len(tcp) > 0 {
-		out = append(out, fmt.Sprintf("nft insert rule inet filter input %stcp dport { %s } log prefix %q", nftIface(iface), strings.Join(tcp, ", "), prefix))
+		out = append(out, fmt.Sprintf("nft 'insert rule inet filter input %stcp dport { %s } log prefix %q'", nftIface(iface), strings.Join(tcp, ", "), prefix))
 	}
 	if len(udp) > 0 {
-		out = append(out, fmt.Sprintf("nft insert rule inet filter input %sudp dport { %s } log prefix %q", nftIface(iface), strings.Join(udp, ", "), prefix))
+		out = append(out, fmt.Sprintf("nft 'insert rule inet filter input %sudp dport { %s } log prefix %q'", nftIface(iface), strings.Join(udp, ", "), prefix))
 	}
 	return out
 }

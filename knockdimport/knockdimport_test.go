@@ -199,7 +199,7 @@ func TestConvertLogRules(t *testing.T) {
 	for _, want := range []string{
 		`#   iptables -I INPUT -p tcp -m multiport --dports 3333 -j LOG --log-prefix "knock:door "`,
 		`#   iptables -I INPUT -p udp -m multiport --dports 2222,4444 -j LOG --log-prefix "knock:door "`,
-		`#   nft insert rule inet filter input udp dport { 2222, 4444 } log prefix "knock:door "`,
+		`#   nft 'insert rule inet filter input udp dport { 2222, 4444 } log prefix "knock:door "'`,
 		"# Plain knock sequences can be sniffed and replayed by anyone on the path.",
 	} {
 		if !strings.Contains(string(r.TOML), want+"\n") {
