@@ -365,3 +365,13 @@ ports = ["2222"]
 		h.wantOpen("203.0.113.12 tcp/2222")
 	})
 }
+
+func TestIPv6Knock(t *testing.T) {
+	h := newHarness(t, "", nil, nil)
+	// The kernel prints IPv6 addresses uncompressed.
+	h.knock(h.keys[alice], "2001:0db8:0000:0000:0000:0000:0000:0042", cipher.Request{Port: 22, Time: 5})
+	h.wantOpen("2001:db8::42 tcp/22")
+	if h.log.count("event=opened", "addr=2001:db8::42") != 1 {
+		t.Errorf("no opened event for the IPv6 source:\n%s", h.log)
+	}
+}

@@ -228,6 +228,10 @@ func newHarness(t testing.TB, dir string, be *fakeBackend, clk *clock.Fake) *har
 
 // line is a kernel LOG line for one packet.
 func line(src string, proto string, sport, dport uint16, flags string) string {
+	if strings.Contains(src, ":") {
+		return fmt.Sprintf("Nov 21 06:00:00 host kernel: [  488.204357] knock: IN=eth0 OUT= MAC=00:00:00:00:00:01:00:00:00:00:00:02:86:dd SRC=%s DST=2001:0db8:0000:0000:0000:0000:0000:0001 LEN=80 TC=0 HOPLIMIT=64 FLOWLBL=0 PROTO=%s SPT=%d DPT=%d WINDOW=64800 RES=0x00 %s URGP=0",
+			src, proto, sport, dport, flags)
+	}
 	return fmt.Sprintf("Nov 21 06:00:00 host kernel: [  488.204357] knock: IN=eth0 OUT= MAC=00:00:00:00:00:01:00:00:00:00:00:02:08:00 SRC=%s DST=203.0.113.5 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF PROTO=%s SPT=%d DPT=%d WINDOW=64240 RES=0x00 %s URGP=0",
 		src, proto, sport, dport, flags)
 }
