@@ -223,6 +223,17 @@ func TestLiveCapture(t *testing.T) {
 		}
 	}
 
+	// journald is only run to regenerate the corpus: CI hosts need not
+	// have systemd, and the captured journalctl lines are checked by
+	// TestCorpus on every run.
+	if os.Getenv("KNOCK_CAPTURE_WRITE") == "1" {
+		for via, lines := range journalLines(t, tag+cases[len(cases)-1].id) {
+			for _, l := range lines {
+				add(via, l)
+			}
+		}
+	}
+
 	if len(corpus) < 40 {
 		t.Errorf("only %d captured lines", len(corpus))
 	}
@@ -256,8 +267,9 @@ func (c *capCase) want(n *netnstest.Net, via string) want {
 	if !c.fragment && (c.proto == "TCP" || c.proto == "UDP") {
 		w.SrcPort, w.DstPort = c.sport, c.dport
 	}
-	switch via {
-	case "kmsg", "rsyslog-traditional", "rsyslog-rfc3339", "rsyslog-rfc5424":
+	switch {
+	case via == "kmsg", strings.HasPrefix(via, "rsyslog-"),
+		strings.HasPrefix(via, "journalctl-") && via != "journalctl-cat":
 		w.FromKernel = true
 	}
 	return w
@@ -587,4 +599,50 @@ func (r *rsyslog) wait(t *testing.T, cases int) []rsFile {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// journalFormats are the journalctl -o styles captured.
+var journalFormats = []string{"short", "short-iso", "short-iso-precise", "short-precise",
+	"short-monotonic", "short-unix", "short-full", "cat"}
+
+// journalLines runs systemd-journald in a private mount namespace (tmpfs
+// over /run and /var/log/journal, so nothing of it reaches the host),
+// lets it read /dev/kmsg until the line with last appears, and returns
+// journalctl -k's output in every format, by "journalctl-FORMAT".
+func journalLines(t *testing.T, last string) map[string][]string {
+	t.Helper()
+	const journald = "/lib/systemd/systemd-journald"
+	if _, err := os.Stat(journald); err != nil {
+		netnstest.Unavailable(t, "no %s to capture journalctl output: %v", journald, err)
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		netnstest.Unavailable(t, "no unshare: %v", err)
+	}
+	dir := t.TempDir()
+	var script strings.Builder
+	script.WriteString("set -e\nmount -t tmpfs tmpfs /run\n")
+	script.WriteString("if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi\n")
+	fmt.Fprintf(&script, "%s &\nJP=$!\ntrap 'kill $JP 2>/dev/null; wait $JP 2>/dev/null' EXIT\n", journald)
+	fmt.Fprintf(&script, "i=0\nuntil journalctl -k --no-pager -o cat 2>/dev/null | grep -qF %q; do\n", last)
+	script.WriteString("  i=$((i+1)); [ $i -lt 100 ] || { echo 'journald: no line in 10s' >&2; exit 1; }; sleep 0.1\ndone\n")
+	for _, f := range journalFormats {
+		fmt.Fprintf(&script, "journalctl -k --no-pager -o %s > %q\n", f, filepath.Join(dir, f+".txt"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script.String())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("journald capture: %v: %s", err, out)
+	}
+	res := map[string][]string{}
+	for _, f := range journalFormats {
+		data, err := os.ReadFile(filepath.Join(dir, f+".txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res["journalctl-"+f] = strings.Split(string(data), "\n")
+	}
+	return res
 }
