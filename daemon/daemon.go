@@ -96,6 +96,9 @@ type Daemon struct {
 	stopping    atomic.Bool // shutdown began without the source: drop lines
 }
 
+// readyWait bounds the wait for a source's readiness.
+const readyWait = 10 * time.Second
+
 // sourceStopGrace is how long Run waits for the source to return once
 // its context ended.
 const sourceStopGrace = 5 * time.Second
@@ -278,21 +281,37 @@ func (d *Daemon) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); d.positionLoop(runCtx) }()
 
-	d.log.Info("knockdaemon running", "source", d.source.String(), "backend", d.backend.Name(),
-		"users", len(cfg.Users), "grants", len(st.Grants), "state", cfg.Daemon.StateFile)
 	srcDone := make(chan error, 1)
 	go func() { srcDone <- d.source.Run(runCtx, d.handleLine) }()
 	var srcErr error
-	select {
-	case srcErr = <-srcDone:
-	case <-ctx.Done():
+	srcEnded := false
+	// A source that can say when it follows the log (kmsg seeked to the
+	// end, the file open) is waited for, so that event=started means a
+	// knock sent now is seen.
+	if r, ok := d.source.(interface{ Ready() <-chan struct{} }); ok {
+		select {
+		case <-r.Ready():
+		case srcErr = <-srcDone:
+			srcEnded = true
+		case <-time.After(readyWait):
+			d.log.Warn("log source not ready yet; starting anyway", "source", d.source.String())
+		case <-ctx.Done():
+		}
+	}
+	d.log.Info("knockdaemon running", "event", "started", "source", d.source.String(), "backend", d.backend.Name(),
+		"users", len(cfg.Users), "grants", len(st.Grants), "state", cfg.Daemon.StateFile)
+	if !srcEnded {
 		select {
 		case srcErr = <-srcDone:
-		case <-time.After(sourceStopGrace):
-			// A reader that cannot be interrupted (a plain io.Reader)
-			// must not keep the openings open: stop without it.
-			d.stopping.Store(true)
-			d.log.Warn("log source did not stop in time; shutting down without it", "source", d.source.String())
+		case <-ctx.Done():
+			select {
+			case srcErr = <-srcDone:
+			case <-time.After(sourceStopGrace):
+				// A reader that cannot be interrupted (a plain io.Reader)
+				// must not keep the openings open: stop without it.
+				d.stopping.Store(true)
+				d.log.Warn("log source did not stop in time; shutting down without it", "source", d.source.String())
+			}
 		}
 	}
 	cancel()
