@@ -505,3 +505,14 @@ func (m *Matcher) Close() error {
 	}
 	return nil
 }
+
+// doorList returns the doors in configuration order.
+func (m *Matcher) doorList() []*Door {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Door, len(m.doors))
+	for i, ds := range m.doors {
+		out[i] = ds.d
+	}
+	return out
+}
