@@ -37,6 +37,7 @@ func run() error {
 	out := flag.String("o", "-", "output file (- for stdout)")
 	flood := flag.Bool("flood", false, "write only knock-port hits (target 3's flood)")
 	sources := flag.Int("sources", 100_000, "distinct sources in a -flood")
+	bursty := flag.Bool("bursty", false, "-flood: sources in groups of 1000 that complete candidates (else scattered round-robin)")
 	prefix := flag.String("prefix", "knock: ", "LOG prefix of the knock hits")
 	flag.Parse()
 	if *lines < 0 || *sources < 1 || *sources > 1<<24 {
@@ -55,7 +56,7 @@ func run() error {
 	g := mixlog.New(*seed, *prefix)
 	if *flood {
 		for i := range *lines {
-			g.FloodHit(bw, i, *sources)
+			g.FloodHit(bw, i, *lines, *sources, *bursty)
 		}
 	} else {
 		for i := range *lines {

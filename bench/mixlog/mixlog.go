@@ -193,8 +193,21 @@ func (g *Gen) Line(w *bufio.Writer, i int) {
 }
 
 // FloodHit writes the i-th line of a flood: a knock-port hit from one of
-// n spoofed sources in 10.0.0.0/8, visited in a scattered order.
-func (g *Gen) FloodHit(w *bufio.Writer, i, n int) {
-	s := uint32(uint64(i)*7919)%uint32(n) + 1
+// n spoofed sources in 10.0.0.0/8. Scattered (bursty false): the sources
+// are visited round-robin in a scattered order, so with n larger than the
+// daemon's source table each source is evicted before its next hit and no
+// candidate ever forms (the cheap case). Bursty: the sources come in
+// groups of 1000 that each send all their hits (lines/n) before the next
+// group starts, so every source completes candidates that the daemon must
+// decode, reject and finally lock out (the expensive case).
+func (g *Gen) FloodHit(w *bufio.Writer, i, lines, n int, bursty bool) {
+	var s uint32
+	if bursty && n >= 1000 && lines >= n {
+		per := lines / n * 1000 // lines of one group
+		grp := i / per
+		s = uint32(grp*1000+(i*7919)%1000)%uint32(n) + 1
+	} else {
+		s = uint32(uint64(i)*7919)%uint32(n) + 1
+	}
 	g.knockHit(w, fmt.Sprintf("10.%d.%d.%d", s>>16, s>>8&255, s&255), false)
 }
