@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
@@ -333,9 +335,16 @@ func appendJSON(b []byte, n int, h *logparse.Hit) []byte {
 		b = append(b, `,"action":`...)
 		b = appendJSONString(b, h.Action)
 	}
-	if !h.Time.IsZero() {
+	switch {
+	case h.Time.IsZero():
+	case h.Time.Year() == 0:
+		// an RFC 3164 stamp has no year: give it as it was written
+		b = append(b, `,"syslog_time":"`...)
+		b = h.Time.AppendFormat(b, "Jan _2 15:04:05.999999")
+		b = append(b, '"')
+	default:
 		b = append(b, `,"time":"`...)
-		b = h.Time.AppendFormat(b, "2006-01-02T15:04:05.999999999Z07:00")
+		b = h.Time.AppendFormat(b, time.RFC3339Nano)
 		b = append(b, '"')
 	}
 	if h.Uptime != 0 {
@@ -431,12 +440,14 @@ func Command() *cli.Command {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q", "summary-only"}, Usage: "print only the summary"},
 		},
 		Action: func(c *cli.Context) error {
+			// errors go to stderr as "knockdaemon parse: ..."
+			name0 := strings.TrimSpace(c.App.Name + " parse")
 			if c.NArg() > 1 {
-				return cli.Exit("parse: at most one FILE", ExitUsage)
+				return cli.Exit(name0+": at most one FILE", ExitUsage)
 			}
 			base := c.Uint("base")
 			if base > 65535-255 {
-				return cli.Exit(fmt.Sprintf("parse: --base %d: the knock range must end at or below 65535 (base <= 65280)", base), ExitUsage)
+				return cli.Exit(fmt.Sprintf("%s: --base %d: the knock range must end at or below 65535 (base <= 65280)", name0, base), ExitUsage)
 			}
 			opts := Options{
 				Format:   c.String("format"),
@@ -446,7 +457,7 @@ func Command() *cli.Command {
 				Quiet:    c.Bool("quiet"),
 			}
 			if opts.Format != "text" && opts.Format != "json" {
-				return cli.Exit(fmt.Sprintf("parse: --format %q: want text or json", opts.Format), ExitUsage)
+				return cli.Exit(fmt.Sprintf("%s: --format %q: want text or json", name0, opts.Format), ExitUsage)
 			}
 			var in io.Reader = os.Stdin
 			if c.App.Reader != nil {
@@ -456,11 +467,15 @@ func Command() *cli.Command {
 			if p := c.Args().First(); p != "" && p != "-" {
 				f, err := os.Open(p)
 				if err != nil {
-					return cli.Exit("parse: "+err.Error(), ExitInput)
+					msg := name0 + ": " + err.Error()
+					if errors.Is(err, fs.ErrNotExist) {
+						msg += "\nhint: the kernel log is often /var/log/kern.log or /var/log/messages; \"-\" reads standard input (journalctl -k -o short-iso | " + c.App.Name + " parse -)"
+					}
+					return cli.Exit(msg, ExitInput)
 				}
 				defer f.Close()
 				if fi, err := f.Stat(); err == nil && fi.IsDir() {
-					return cli.Exit("parse: "+p+" is a directory", ExitInput)
+					return cli.Exit(name0+": "+p+" is a directory", ExitInput)
 				}
 				in, name = f, p
 			}
@@ -470,7 +485,7 @@ func Command() *cli.Command {
 			}
 			s, err := Run(in, out, opts)
 			if err != nil {
-				return cli.Exit(fmt.Sprintf("parse: reading %s: %v", name, err), ExitInput)
+				return cli.Exit(fmt.Sprintf("%s: reading %s: %v", name0, name, err), ExitInput)
 			}
 			// With JSON on stdout the summary goes to stderr, so the output
 			// stays one object per line.

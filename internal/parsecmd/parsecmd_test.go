@@ -124,6 +124,16 @@ func TestRunJSON(t *testing.T) {
 		first.SrcPort != 51515 || first.DstPort != 800 || first.Flags != "SYN" || first.Prefix != "knock:" {
 		t.Errorf("first hit %+v", first)
 	}
+	if !strings.Contains(lines[0], `"syslog_time":"Nov 21 05:20:44"`) || strings.Contains(lines[0], `"time"`) {
+		t.Errorf("a stamp without a year must stay as written: %s", lines[0])
+	}
+	var rfc bytes.Buffer
+	if _, err := Run(input(strings.Replace(knockLine, "Nov 21 05:20:44", "2026-11-21T05:20:44.5+02:00", 1)), &rfc, Options{Base: 745, Format: "json"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rfc.String(), `"time":"2026-11-21T05:20:44.5+02:00"`) {
+		t.Errorf("RFC 3339 stamp: %s", rfc.String())
+	}
 	var third map[string]any
 	if err := json.Unmarshal([]byte(lines[2]), &third); err != nil {
 		t.Fatalf("odd prefix is not valid JSON: %v: %s", err, lines[2])
@@ -194,6 +204,8 @@ func TestCommand(t *testing.T) {
 		{name: "json keeps stdout to hits", args: []string{"--format", "json", log}, out: `"dst_port":800`},
 		{name: "quiet", args: []string{"-q", log}, out: "lines read:        2"},
 		{name: "missing file", args: []string{filepath.Join(dir, "nope.log")}, code: ExitInput, err: "no such file"},
+		{name: "missing file names the program and hints", args: []string{filepath.Join(dir, "nope.log")}, code: ExitInput, err: "knockdaemon parse: open "},
+		{name: "missing file hint", args: []string{filepath.Join(dir, "nope.log")}, code: ExitInput, err: "\nhint: "},
 		{name: "directory", args: []string{dir}, code: ExitInput, err: "is a directory"},
 		{name: "two files", args: []string{log, log}, code: ExitUsage, err: "at most one"},
 		{name: "bad format", args: []string{"--format", "xml", log}, code: ExitUsage, err: "want text or json"},
