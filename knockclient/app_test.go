@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -311,7 +312,7 @@ func TestKnockLoopback(t *testing.T) {
 		}
 	}()
 	open := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-	base := "50000"
+	base := fmt.Sprint(45000 + rand.IntN(15000)) // knocks go to refused loopback ports
 	tests := []struct {
 		name string
 		args []string
