@@ -343,3 +343,22 @@ func FuzzConvert(f *testing.F) {
 		}
 	})
 }
+
+func TestRun(t *testing.T) {
+	var out, errOut strings.Builder
+	refused, err := Run(filepath.Join("testdata", "shell.conf"), &out, &errOut)
+	if err != nil || refused != 2 {
+		t.Fatalf("Run = %d, %v", refused, err)
+	}
+	if !strings.Contains(out.String(), `name               = "quoted"`) {
+		t.Errorf("stdout lacks the converted door:\n%s", out.String())
+	}
+	if !strings.Contains(errOut.String(), "warning: testdata/shell.conf:1: [openSSH] door not converted") ||
+		!strings.HasSuffix(errOut.String(), "1 door(s) converted, 2 left commented out\n") {
+		t.Errorf("stderr:\n%s", errOut.String())
+	}
+	out.Reset()
+	if _, err := Run(filepath.Join("testdata", "bad-key.conf"), &out, &errOut); err == nil || out.Len() != 0 {
+		t.Fatalf("malformed file: err %v, stdout %q", err, out.String())
+	}
+}
