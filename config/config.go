@@ -20,6 +20,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/knockdaemon/knock/door"
 	"github.com/knockdaemon/knock/logparse"
 )
 
@@ -37,6 +38,11 @@ type Config struct {
 	Knock   Knock   `toml:"knock"`
 	Backend Backend `toml:"backend"`
 	Users   []User  `toml:"-"` // decoded one by one, see Parse
+	// Doors are the knockd-style plain-sequence doors ([[door]],
+	// docs/DOORS.md), compiled, in file order.
+	Doors []*door.Door `toml:"-"`
+	// DoorLines are the lines of the [[door]] headers, by door.
+	DoorLines []int `toml:"-"`
 }
 
 // Daemon is the [daemon] table.
@@ -236,6 +242,7 @@ type file struct {
 	Knock   *Knock           `toml:"knock"`
 	Backend *Backend         `toml:"backend"`
 	User    []toml.Primitive `toml:"user"`
+	Door    []toml.Primitive `toml:"door"`
 }
 
 var lineRE = regexp.MustCompile(`^toml: line (\d+)(?: \(last key "([^"]*)"\))?: `)
@@ -262,6 +269,30 @@ func Parse(path string, data []byte) (*Config, error) {
 		u.Line = lineOf(pos, "user", i)
 		c.Users = append(c.Users, u)
 	}
+	for i, prim := range doc.Door {
+		var dc door.Config
+		if err := md.PrimitiveDecode(prim, &dc); err != nil {
+			return nil, tomlError(path, err, pos, i)
+		}
+		line := lineOf(pos, "door", i)
+		d, err := dc.Compile()
+		if err != nil {
+			var fe *door.FieldError
+			if errors.As(err, &fe) && fe.Key != "" {
+				if l := lineOf(pos, "door."+fe.Key, i); l > 0 {
+					line = l
+				}
+			}
+			name := fmt.Sprintf("door %d", i+1)
+			if dc.Name != "" {
+				name = fmt.Sprintf("door %q", dc.Name)
+			}
+			add(line, "%s: %v", name, err)
+			continue
+		}
+		c.Doors = append(c.Doors, d)
+		c.DoorLines = append(c.DoorLines, line)
+	}
 	// Unknown keys. Keys of array elements are matched to their
 	// occurrences in file order.
 	seen := map[string]int{}
@@ -282,6 +313,12 @@ func Parse(path string, data []byte) (*Config, error) {
 		add(line, "unknown key %q", ks)
 	}
 	if len(errs) > 0 {
+		return nil, errs
+	}
+	if err := door.CheckSet(c.Doors); err != nil {
+		for _, e := range strings.Split(err.Error(), "\n") {
+			add(0, "%s", e)
+		}
 		return nil, errs
 	}
 	c.validate(pos, add)
@@ -451,7 +488,7 @@ func (c *Config) validate(pos []keyPos, add func(int, string, ...any)) {
 		}
 	}
 
-	if len(c.Users) == 0 {
+	if len(c.Users) == 0 && len(c.Doors) == 0 {
 		add(0, "no [[user]]: add at least one user with a key_file or passphrase_file")
 	}
 	names := map[string]int{}

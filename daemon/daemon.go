@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/knockdaemon/knock/cipher"
 	"github.com/knockdaemon/knock/config"
+	"github.com/knockdaemon/knock/door"
 	"github.com/knockdaemon/knock/grant"
 	"github.com/knockdaemon/knock/internal/clock"
 	"github.com/knockdaemon/knock/knock"
@@ -55,6 +57,9 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// NoControl disables the control socket (tests of the pipeline alone).
 	NoControl bool
+	// DoorRunner runs the doors' start and stop commands (default a new
+	// rules.ExecRunner).
+	DoorRunner rules.Runner
 }
 
 // settings is the part of the configuration that a reload may change.
@@ -80,6 +85,7 @@ type Daemon struct {
 	cur    atomic.Pointer[settings]
 	asm    *knock.Assembler
 	grants *grant.Manager
+	doors  *door.Service // nil without [[door]]
 	replay *replay.Cache
 	sw     *state.Writer[State]
 
@@ -198,6 +204,29 @@ func New(opt Options) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	// Doors open through the same grant manager (user "door:NAME"), with
+	// exact durations when the manager offers them.
+	var dg door.Grants = door.MinuteGrants{M: d.grants}
+	if og, ok := any(d.grants).(door.Grants); ok {
+		dg = og
+	}
+	runner := opt.DoorRunner
+	if runner == nil {
+		runner = new(rules.ExecRunner)
+	}
+	d.doors, err = door.NewService(door.ServiceConfig{
+		Doors: opt.Config.Doors, Grants: dg, Runner: runner, Clock: d.clk, Logger: d.log,
+		MaxSources: k.MaxSources,
+		PersistPending: func(p []door.Pending) error {
+			err := d.sw.UpdateNow(func(s *State) { s.DoorPending = p })
+			d.noteStateErr(err)
+			return err
+		},
+	})
+	if err != nil {
+		d.grants.Stop()
+		return nil, fmt.Errorf("daemon: doors: %w", err)
+	}
 	return d, nil
 }
 
@@ -256,6 +285,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if err := d.grants.Restore(ctx, st.Grants); err != nil {
 		d.log.Warn("some saved grants were skipped", "err", err)
+	}
+	if err := d.doors.Restore(st.DoorPending); err != nil {
+		d.log.Error("pending door stop commands not restored", "err", err)
 	}
 	if d.source == nil {
 		src, err := d.opt.OpenSource(st.Position)
@@ -357,6 +389,7 @@ func (d *Daemon) restoreState() (State, error) {
 		s.Grants = st.Grants
 		s.Replay = d.replay.Entries()
 		s.Position = st.Position
+		s.DoorPending = st.DoorPending
 	})
 	return st, nil
 }
@@ -364,6 +397,11 @@ func (d *Daemon) restoreState() (State, error) {
 func (d *Daemon) shutdown() error {
 	cfg := d.cur.Load().cfg
 	var errs []error
+	{
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		d.doors.Close(ctx, cfg.Daemon.CloseOnExit)
+		cancel()
+	}
 	if cfg.Daemon.CloseOnExit {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		if err := d.grants.CloseAll(ctx); err != nil {
@@ -441,6 +479,14 @@ func (d *Daemon) handleLine(l logsource.Line) {
 	if !strings.HasPrefix(h.Prefix, s.prefix) {
 		return
 	}
+	now := l.Received
+	if now.IsZero() {
+		now = d.clk.Now()
+	}
+	// Door ports come first: they lie outside the knock range.
+	if d.doors != nil && d.doors.HandleHit(context.Background(), h, now) {
+		return
+	}
 	if h.DstPort < s.base || int(h.DstPort) > int(s.base)+255 {
 		return
 	}
@@ -460,10 +506,6 @@ func (d *Daemon) handleLine(l logsource.Line) {
 		return
 	}
 	d.ctr.hits.Add(1)
-	now := l.Received
-	if now.IsZero() {
-		now = d.clk.Now()
-	}
 	res, err := d.asm.Add(knock.Hit{Src: h.Src, Proto: proto, SrcPort: h.SrcPort, DstPort: h.DstPort, Time: now})
 	if err != nil || res.Outcome != knock.Candidate {
 		return
@@ -607,6 +649,9 @@ func (d *Daemon) Reload(c *config.Config, keys []cipher.Key) error {
 	if c.Source.Type != old.Source.Type || c.Source.Path != old.Source.Path {
 		restart = append(restart, "source")
 	}
+	if !reflect.DeepEqual(c.Doors, old.Doors) {
+		restart = append(restart, "doors")
+	}
 	if c.Backend != old.Backend {
 		restart = append(restart, "backend")
 	}
@@ -628,6 +673,7 @@ func (d *Daemon) Reload(c *config.Config, keys []cipher.Key) error {
 	merged.Backend = old.Backend
 	merged.Daemon.StateFile, merged.Daemon.ControlSocket = old.Daemon.StateFile, old.Daemon.ControlSocket
 	merged.Knock.Base = old.Knock.Base
+	merged.Doors, merged.DoorLines = old.Doors, old.DoorLines
 	s.cfg = &merged
 	d.cur.Store(s)
 	if d.opt.LogLevel != nil {

@@ -375,3 +375,52 @@ func TestIPv6Knock(t *testing.T) {
 		t.Errorf("no opened event for the IPv6 source:\n%s", h.log)
 	}
 }
+
+func TestDoors(t *testing.T) {
+	const doors = `
+[[door]]
+name     = "openSSH"
+sequence = "7000,8000,9000"
+tcp_flags = "syn,!ack"
+open     = { ports = ["22"], proto = "tcp" }
+cmd_timeout = "2m"
+[[door]]
+name     = "closeSSH"
+sequence = "9000,8000,7000"
+close    = { ports = ["22"] }
+`
+	h := newHarnessExtra(t, "", nil, nil, doors)
+	for i, p := range []uint16{7000, 8000, 9000} {
+		h.feed(line("198.51.100.20", "TCP", uint16(50000+i), p, "SYN"))
+	}
+	h.wantOpen("198.51.100.20 tcp/22")
+	if h.log.count("event=accepted", "door=openSSH", "src=198.51.100.20") != 1 {
+		t.Errorf("no accepted event for the door:\n%s", h.log)
+	}
+	// Encrypted knocks still work beside the doors.
+	h.knock(h.keys[alice], "203.0.113.9", cipher.Request{Port: 22, Time: 5})
+	h.wantOpen("198.51.100.20 tcp/22", "203.0.113.9 tcp/22")
+	for i, p := range []uint16{9000, 8000, 7000} {
+		h.feed(line("198.51.100.20", "TCP", uint16(51000+i), p, "SYN"))
+	}
+	h.wantOpen("203.0.113.9 tcp/22")
+
+	// An open door closes on time, and its grant is persisted.
+	for i, p := range []uint16{7000, 8000, 9000} {
+		h.feed(line("198.51.100.21", "TCP", uint16(52000+i), p, "SYN"))
+	}
+	h.wantOpen("198.51.100.21 tcp/22", "203.0.113.9 tcp/22")
+	st, err := LoadState(h.cfg.Daemon.StateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, g := range st.Grants {
+		found = found || (g.User == "door:openSSH" && g.Addr.String() == "198.51.100.21")
+	}
+	if !found {
+		t.Errorf("door grant not in the state file: %+v", st.Grants)
+	}
+	h.clk.Advance(2 * time.Minute)
+	h.wantOpen("203.0.113.9 tcp/22")
+}

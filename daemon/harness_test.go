@@ -192,6 +192,12 @@ func loadTestConfig(t testing.TB, dir, extra string) *config.Config {
 // source: lines are fed with feed.
 func newHarness(t testing.TB, dir string, be *fakeBackend, clk *clock.Fake) *harness {
 	t.Helper()
+	return newHarnessExtra(t, dir, be, clk, "")
+}
+
+// newHarnessExtra is newHarness with extra TOML appended to the config.
+func newHarnessExtra(t testing.TB, dir string, be *fakeBackend, clk *clock.Fake, extra string) *harness {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -202,7 +208,7 @@ func newHarness(t testing.TB, dir string, be *fakeBackend, clk *clock.Fake) *har
 		clk = clock.NewFake(t0)
 	}
 	h := &harness{t: t, clk: clk, be: be, log: &logBuf{}, dir: dir, sport: 40000, keys: testKeys()}
-	h.cfg = loadTestConfig(t, dir, "")
+	h.cfg = loadTestConfig(t, dir, extra)
 	d, err := New(Options{Config: h.cfg, Keys: h.keys, Source: nullSource{}, Backend: be, Clock: clk,
 		Logger: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})), NoControl: true})
 	if err != nil {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 
+	"github.com/knockdaemon/knock/door"
 	"github.com/knockdaemon/knock/grant"
 	"github.com/knockdaemon/knock/logsource"
 	"github.com/knockdaemon/knock/replay"
@@ -21,6 +22,8 @@ type State struct {
 	Grants   []grant.Grant      `json:"grants"`
 	Replay   []replay.Entry     `json:"replay"`
 	Position logsource.Position `json:"position"`
+	// DoorPending are the doors' stop commands still to run.
+	DoorPending []door.Pending `json:"door_pending,omitempty"`
 }
 
 // LoadState reads the state file. A missing file is a first start: an
