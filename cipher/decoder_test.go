@@ -574,3 +574,30 @@ func TestDecoderSlowPathAgrees(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkWindowDerive measures deriving one new window for 100 timed
+// keys (HMAC + key schedule + table copy per key), which the Decoder does
+// ahead of time once per 30 s, against 100 bare x/crypto key schedules.
+func BenchmarkWindowDerive(b *testing.B) {
+	keys := testKeys(100, Timed)
+	d := NewDecoder(keys, DefaultMaxSkew)
+	b.Run("baseline=100x-blowfish.NewCipher", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for i := range keys {
+				if _, err := blowfish.NewCipher(keys[i].Secret[:]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("window/100keys", func(b *testing.B) {
+		b.ReportAllocs()
+		w := WindowOf(t0)
+		for b.Loop() {
+			if t := d.table(w); len(t.states) != 100 {
+				b.Fatal("short table")
+			}
+		}
+	})
+}
