@@ -18,7 +18,6 @@ const (
 type frame struct {
 	msg      []byte
 	facility int
-	kmsg     bool // the message uses /dev/kmsg's \xNN escapes
 }
 
 // parseFrame strips the framing from a line: a /dev/kmsg record header;
@@ -36,7 +35,6 @@ func parseFrame(p []byte, h *Hit) (frame, string) {
 		if rest, pri, usec, ok := kmsgHeader(p); ok {
 			h.Uptime = time.Duration(usec) * time.Microsecond
 			f.facility = pri >> 3
-			f.kmsg = true
 			h.FromKernel = f.facility == facKern
 			f.msg = rest
 			return f, ""

@@ -29,7 +29,7 @@ func FuzzParse(f *testing.F) {
 		if err == nil && fresh != reused {
 			t.Fatalf("fresh %+v\nreused %+v", fresh, reused)
 		}
-		if !bytes.Contains(line, keySRC) && !bytes.Contains(line, keyIPFW) && err != ErrNotFirewall {
+		if !bytes.Contains(line, keySRC) && !bytes.Contains(line, ipfwHead) && err != ErrNotFirewall {
 			t.Fatalf("line without SRC= or ipfw: gave %v", err)
 		}
 		var me *MalformedError

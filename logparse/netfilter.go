@@ -20,7 +20,6 @@ var (
 	keyFW   = []byte("fw: ")
 	keySRC  = []byte("SRC=")
 	keyIN   = []byte("IN=")
-	keyIPFW = []byte("ipfw: ")
 	keyKern = []byte("kernel:")
 )
 
