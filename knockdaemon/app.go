@@ -25,6 +25,7 @@ import (
 	"github.com/knockdaemon/knock/daemon"
 	"github.com/knockdaemon/knock/grant"
 	"github.com/knockdaemon/knock/internal/parsecmd"
+	"github.com/knockdaemon/knock/knockdimport"
 	"github.com/knockdaemon/knock/rules"
 	"github.com/knockdaemon/knock/state"
 )
@@ -182,6 +183,8 @@ func (e *env) app() *cli.App {
 				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}}, Action: e.statusCmd},
 			{Name: "revoke", Usage: "close the openings of ADDR (on PORT only, when given) now", ArgsUsage: "ADDR [PORT]", Action: e.revokeCmd},
 			{Name: "teardown", Usage: "remove the chains, sets and rules the backend created (daemon stopped)", Action: e.teardownCmd},
+			{Name: "import-knockd", Usage: "convert a knockd.conf into [[door]] tables (TOML on stdout, warnings on stderr; docs/DOORS.md)",
+				ArgsUsage: "FILE", Action: e.importKnockdCmd},
 		},
 	}
 }
@@ -645,6 +648,21 @@ func (e *env) reportRevoke(via string, revoked, failed []string) error {
 	}
 	if len(revoked) == 0 {
 		fmt.Fprintf(e.stdout, "nothing to revoke (via %s)\n", via)
+	}
+	return nil
+}
+
+func (e *env) importKnockdCmd(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fail(exitUsage, errors.New("import-knockd: want exactly one FILE (for example /etc/knockd.conf)"))
+	}
+	refused, err := knockdimport.Run(c.Args().First(), e.stdout, e.stderr)
+	if err != nil {
+		return fail(exitConfig, fmt.Errorf("import-knockd: %w", err))
+	}
+	if refused > 0 {
+		return fail(exitConfig, fmt.Errorf("import-knockd: %d door(s) could not be converted and are left commented out", refused),
+			"see the warnings above and docs/DOORS.md")
 	}
 	return nil
 }

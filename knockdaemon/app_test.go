@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/knockdaemon/knock/cipher"
+	"github.com/knockdaemon/knock/config"
 	"github.com/knockdaemon/knock/daemon"
 )
 
@@ -376,5 +377,24 @@ func TestStatusAndRevoke(t *testing.T) {
 	st = daemon.Status{}
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.From != "state file" || len(st.Grants) != 0 {
 		t.Errorf("state file still holds grants after revoke: %v %+v", err, st)
+	}
+}
+
+func TestImportKnockd(t *testing.T) {
+	r := runApp(t, nil, "import-knockd", "../knockdimport/testdata/debian-knockd.conf")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	// The output is a configuration the daemon accepts as it is.
+	c, err := config.Parse("imported.toml", []byte(r.stdout))
+	if err != nil {
+		t.Fatalf("imported TOML does not load: %v\n%s", err, r.stdout)
+	}
+	if len(c.Doors) != 3 {
+		t.Errorf("%d doors, want 3", len(c.Doors))
+	}
+	r = runApp(t, nil, "import-knockd", "../knockdimport/testdata/bad-key.conf")
+	if r.code != exitConfig || !strings.Contains(r.stderr, "knockdaemon: import-knockd: ../knockdimport/testdata/bad-key.conf:3:") {
+		t.Errorf("bad knockd.conf: exit %d %q", r.code, r.stderr)
 	}
 }
