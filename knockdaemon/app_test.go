@@ -278,11 +278,29 @@ func TestRunDryRun(t *testing.T) {
 		t.Errorf("dry run wrote the real state file: %v", err)
 	}
 
+	good, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(cfgPath, []byte("[daemon\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sigs <- syscall.SIGHUP
 	waitFor(t, "the refused reload", func() bool { return strings.Contains(errb.String(), "reload refused") })
+
+	// A valid new config (port 2222 added) is taken without dropping the
+	// grant: the old opening is still closed at exit below.
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(good), `ports = ["22"]`, `ports = ["22", "2222"]`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sigs <- syscall.SIGHUP
+	waitFor(t, "the reload", func() bool { return strings.Contains(errb.String(), "configuration reloaded") })
+	if _, err := io.WriteString(pw, knockLines(t, key, "198.51.100.8", 2222, 10)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "an open allowed only by the new config", func() bool {
+		return strings.Contains(out.String(), "iptables -w -A KNOCKDAEMON -s 198.51.100.8 -p tcp -m tcp --dport 2222")
+	})
 
 	sigs <- syscall.SIGTERM
 	select {
@@ -351,6 +369,11 @@ func TestStatusAndRevoke(t *testing.T) {
 	r = runApp(t, nil, "-c", cfgPath, "revoke", "198.51.100.7", "22")
 	if r.code != 0 || !strings.Contains(r.stdout, "closed 198.51.100.7 tcp/22") {
 		t.Errorf("revoke via the daemon: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+
+	r = runApp(t, nil, "-c", cfgPath, "teardown")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "the daemon is running") {
+		t.Errorf("teardown while running: %d %q", r.code, r.stderr)
 	}
 
 	sigs <- syscall.SIGTERM
