@@ -33,6 +33,9 @@ var (
 // that passes the same Hit for every line parses repeated hits without
 // allocating. On an error the contents of h are unspecified.
 func Parse(line []byte, h *Hit) error {
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1] // CRLF files
+	}
 	if bytes.Index(line, keySRC) < 0 {
 		if IndexIPFW(line) < 0 {
 			return ErrNotFirewall

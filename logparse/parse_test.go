@@ -2,6 +2,7 @@ package logparse
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -173,6 +174,45 @@ func TestStrings(t *testing.T) {
 	for _, tc := range tests {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+}
+
+func TestCRLF(t *testing.T) {
+	var h Hit
+	if err := Parse([]byte("knock: "+fields+"\r"), &h); err != nil || h.DstPort != 800 {
+		t.Errorf("CRLF line: %v %+v", err, h)
+	}
+	if err := Parse([]byte("ipfw: 1 Deny TCP 192.0.2.1:1 192.0.2.2:800 in via em0\r"), &h); err != nil || h.DstPort != 800 {
+		t.Errorf("CRLF ipfw line: %v %+v", err, h)
+	}
+}
+
+// Parse shares only the zone cache between calls; the race detector
+// checks it under concurrent use with changing offsets.
+func TestConcurrentParse(t *testing.T) {
+	zones := []string{"+02:00", "-05:00", "+00:00", "+05:30"}
+	done := make(chan error, len(zones))
+	for _, z := range zones {
+		go func() {
+			line := []byte("2026-11-21T05:20:44.5" + z + " gw kernel: knock: " + fields)
+			var h Hit
+			for i := 0; i < 2000; i++ {
+				if err := Parse(line, &h); err != nil {
+					done <- err
+					return
+				}
+				if got := h.Time.Format("-07:00"); got != z && !(z == "+00:00" && got == "+00:00") {
+					done <- fmt.Errorf("zone %s, want %s", got, z)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range zones {
+		if err := <-done; err != nil {
+			t.Error(err)
 		}
 	}
 }
