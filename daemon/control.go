@@ -107,6 +107,9 @@ func (d *Daemon) Status() Status {
 	}
 	as := d.asm.Stats()
 	c.Sources, c.LockedOut = as.Sources, as.LockedOut
+	// Knocks from a locked-out source are dropped by the assembler, one
+	// by one and without a log line each (the lockout event was logged).
+	c.Rejected[reasonNames[rLockout]] = as.LockedOutHits
 	st.Counters = c
 	return st
 }

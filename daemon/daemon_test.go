@@ -236,8 +236,18 @@ func TestLockout(t *testing.T) {
 	h.clk.Advance(61 * time.Second)
 	h.knock(h.keys[alice], "203.0.113.9", cipher.Request{Port: 22, Time: 5})
 	h.wantOpen("203.0.113.10 tcp/22", "203.0.113.9 tcp/22")
-	if st := h.d.Status(); st.Counters.Lockouts != 1 {
-		t.Errorf("lockouts = %d", st.Counters.Lockouts)
+	// Three candidates failed (the hits stay after a failure, so the 9th
+	// and 10th hits formed the 2nd and 3rd); the other 14 wrong knocks and
+	// the 8 right ones during the lockout were dropped.
+	st := h.d.Status()
+	failed := uint64(0)
+	for r, n := range st.Counters.Rejected {
+		if r != "lockout" {
+			failed += n
+		}
+	}
+	if st.Counters.Lockouts != 1 || failed != 3 || st.Counters.Rejected["lockout"] != 22 {
+		t.Errorf("lockouts = %d, rejected = %v", st.Counters.Lockouts, st.Counters.Rejected)
 	}
 }
 
