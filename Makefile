@@ -81,13 +81,7 @@ unit:
 # The suite's tests are mostly waiting on the kernel and the clock; the two
 # slow ones (a minute each) run beside the rest.
 e2e:
-	# TRANSITION: until both mains exist only the example checks can run.
-	run=
-	if [[ ! -d knockdaemon || ! -d knockclient ]]; then
-		echo "e2e: knockdaemon/ or knockclient/ not in the tree yet: ONLY TestExample* RUN"
-		run="-run ^TestExample"
-	fi
-	$(call gotest,e2e,$(E2ETIME),-parallel 8 $$run ./e2e)
+	$(call gotest,e2e,$(E2ETIME),-parallel 8 ./e2e)
 
 # Every fuzz target in the module, discovered with go test -list, for
 # $(FUZZTIME) each. A crasher is written under the package's testdata/fuzz
@@ -107,11 +101,6 @@ fuzz:
 
 # knockclient runs on laptops of every kind; knockdaemon also on FreeBSD (ipfw).
 cross:
-	# TRANSITION: the mains are being written; drop these guards once both exist.
-	if [[ ! -d knockclient || ! -d knockdaemon ]]; then
-		echo "cross: NOT RUN: knockclient/ or knockdaemon/ not in the tree yet"
-		exit 0
-	fi
 	for target in windows/amd64 windows/arm64 darwin/amd64 darwin/arm64 freebsd/amd64; do
 		echo "cross: knockclient for $$target"
 		GOOS=$${target%/*} GOARCH=$${target#*/} $(GO) build -o /dev/null ./knockclient
