@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -48,7 +49,15 @@ type Summary struct {
 	Limits     int      `json:"ipfw_limit_notices"`
 	FirstWhy   []string `json:"first_malformed,omitempty"` // "line N: reason"
 	FromKernel int      `json:"from_kernel"`               // hits whose framing says the kernel wrote them
+	// Prefixes counts hits per log prefix, for the first MaxPrefixes
+	// distinct prefixes; later ones count under OtherPrefixes.
+	Prefixes      map[string]int `json:"prefixes,omitempty"`
+	OtherPrefixes int            `json:"other_prefixes,omitempty"`
 }
+
+// MaxPrefixes bounds Summary.Prefixes: a log with a prefix per rule and
+// per chain stays readable, and a hostile log cannot grow the map.
+const MaxPrefixes = 32
 
 // Run reads r line by line, prints hits to w as opts say, and returns the
 // counts. It fails only when r or w fails; bad lines are counted.
@@ -195,6 +204,14 @@ func (rn *runner) line(line []byte, n int) {
 		s.Hits++
 		if h.FromKernel {
 			s.FromKernel++
+		}
+		if _, ok := s.Prefixes[h.Prefix]; ok || len(s.Prefixes) < MaxPrefixes {
+			if s.Prefixes == nil {
+				s.Prefixes = map[string]int{}
+			}
+			s.Prefixes[h.Prefix]++
+		} else {
+			s.OtherPrefixes++
 		}
 		if rn.opts.Prefix != "" && !strings.HasPrefix(h.Prefix, rn.opts.Prefix) {
 			s.Filtered++
@@ -397,6 +414,31 @@ func WriteSummary(w io.Writer, s Summary, opts Options) error {
 	fmt.Fprintf(&b, "hits:              %d (%d with a kernel framing)\n", s.Hits, s.FromKernel)
 	if opts.Prefix != "" {
 		fmt.Fprintf(&b, "other prefixes:    %d (not starting with %q)\n", s.Filtered, opts.Prefix)
+	}
+	if len(s.Prefixes) > 0 {
+		b.WriteString("hits per prefix:\n")
+		names := make([]string, 0, len(s.Prefixes))
+		for p := range s.Prefixes {
+			names = append(names, p)
+		}
+		sort.Slice(names, func(i, j int) bool {
+			if s.Prefixes[names[i]] != s.Prefixes[names[j]] {
+				return s.Prefixes[names[i]] > s.Prefixes[names[j]]
+			}
+			return names[i] < names[j]
+		})
+		const show = 10
+		rest := s.OtherPrefixes
+		for i, p := range names {
+			if i >= show {
+				rest += s.Prefixes[p]
+				continue
+			}
+			fmt.Fprintf(&b, "  %8d  %s\n", s.Prefixes[p], strconv.Quote(p))
+		}
+		if rest > 0 {
+			fmt.Fprintf(&b, "  %8d  (other prefixes)\n", rest)
+		}
 	}
 	fmt.Fprintf(&b, "knock-port hits:   %d (TCP/UDP to %d-%d)\n", s.KnockHits, opts.Base, int(opts.Base)+255)
 	if s.Limits > 0 {

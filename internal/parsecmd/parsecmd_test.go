@@ -39,7 +39,8 @@ func TestRunCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Summary{Lines: 7, Firewall: 5, Hits: 3, KnockHits: 2, Printed: 2, Malformed: 1, Limits: 1, FromKernel: 3}
+	want := Summary{Lines: 7, Firewall: 5, Hits: 3, KnockHits: 2, Printed: 2, Malformed: 1, Limits: 1, FromKernel: 3,
+		Prefixes: map[string]int{"knock:": 2, "other:": 1}}
 	got := s
 	got.FirstWhy = nil
 	if !reflect.DeepEqual(got, want) {
@@ -258,6 +259,14 @@ func reference(t *testing.T, data string, opts Options) Summary {
 			if h.FromKernel {
 				s.FromKernel++
 			}
+			if s.Prefixes == nil {
+				s.Prefixes = map[string]int{}
+			}
+			if _, ok := s.Prefixes[h.Prefix]; ok || len(s.Prefixes) < MaxPrefixes {
+				s.Prefixes[h.Prefix]++
+			} else {
+				s.OtherPrefixes++
+			}
 			if !strings.HasPrefix(h.Prefix, opts.Prefix) {
 				s.Filtered++
 				continue
@@ -349,5 +358,27 @@ func TestRunReadError(t *testing.T) {
 	_, err := Run(io.MultiReader(strings.NewReader(knockLine+"\n"), iotest.ErrReader(boom)), io.Discard, Options{Base: 745})
 	if !errors.Is(err, boom) {
 		t.Errorf("error %v, want %v", err, boom)
+	}
+}
+
+func TestPrefixTally(t *testing.T) {
+	var lines []string
+	for i := 0; i < MaxPrefixes+5; i++ {
+		lines = append(lines, strings.Replace(knockLine, "knock: ", fmt.Sprintf("p%02d: ", i), 1))
+	}
+	lines = append(lines, knockLine, knockLine)
+	s, err := Run(input(lines...), io.Discard, Options{Base: 745})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Prefixes) != MaxPrefixes || s.OtherPrefixes != 5+2 {
+		t.Errorf("%d prefixes, %d other; want %d and 7", len(s.Prefixes), s.OtherPrefixes, MaxPrefixes)
+	}
+	var out bytes.Buffer
+	if err := WriteSummary(&out, s, Options{Base: 745}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"p00:"`) || !strings.Contains(out.String(), "(other prefixes)") {
+		t.Errorf("summary:\n%s", out.String())
 	}
 }
