@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -364,6 +366,9 @@ func srcErrIfReal(err error, ctx context.Context) error {
 func (d *Daemon) restoreState() (State, error) {
 	cfg := d.cur.Load().cfg
 	path := cfg.Daemon.StateFile
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		d.log.Error("cannot create the state file's directory; carrying on from memory", "err", err)
+	}
 	_ = state.RemoveStaleTemps(path)
 	st, err := LoadState(path)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 
 	"github.com/knockdaemon/knock/config"
 	"github.com/knockdaemon/knock/logsource"
@@ -67,4 +68,28 @@ func CheckReadable(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// CheckStateDir reports whether the state file can be written: its
+// directory exists and takes a new file, or does not exist yet (the daemon
+// creates it).
+func CheckStateDir(path string) error {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	f, err := os.CreateTemp(dir, ".knockdaemon-check-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
 }

@@ -418,6 +418,11 @@ func (e *env) checkCmd(c *cli.Context) error {
 	if err := checkSource(cfg.Source); err != nil {
 		return err
 	}
+	if err := daemon.CheckStateDir(cfg.Daemon.StateFile); err != nil {
+		return fail(exitRuntime, fmt.Errorf("state file %s cannot be written: %w", cfg.Daemon.StateFile, err),
+			"set [daemon] state_file to a writable place (the daemon would run from memory and lose grants at a restart)")
+	}
+	fmt.Fprintf(e.stdout, "state file %s: ok\n", cfg.Daemon.StateFile)
 	be, err := e.backend(cfg, false)
 	if err != nil {
 		return err
