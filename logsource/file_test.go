@@ -414,3 +414,50 @@ func TestFileErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestFileOldFileFirstWhenWriterSwitchesMidRead places the writer's
+// switch exactly between the last read of the rotated file and the read
+// of the new one (from inside emit, after the read that hit EOF): the
+// rotated file's last line must still come first.
+func TestFileOldFileFirstWhenWriterSwitchesMidRead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kern.log")
+	appendFile(t, path, "")
+	src := NewFile(path, FileOptions{})
+	if err := src.start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { src.cur.close(); src.old.close() }()
+	w, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path, "") // the new, still empty, file
+	for src.step(context.Background(), func(Line) {}) {
+	}
+	if src.old == nil {
+		t.Fatal("the source did not switch to the new file")
+	}
+	var got []string
+	switched := false
+	emit := func(l Line) {
+		got = append(got, string(l.Text))
+		if string(l.Text) == "A" && !switched {
+			switched = true
+			io.WriteString(w, "B\n") // the writer's last line to the old file
+			appendFile(t, path, "C\n")
+		}
+	}
+	io.WriteString(w, "A\n")
+	for range 5 {
+		for src.step(context.Background(), emit) {
+		}
+	}
+	if strings.Join(got, ",") != "A,B,C" {
+		t.Fatalf("lines = %q, want A, B, C in that order", got)
+	}
+}
