@@ -216,3 +216,54 @@ func TestConcurrentParse(t *testing.T) {
 		}
 	}
 }
+
+func TestIPFWActions(t *testing.T) {
+	const rest = " TCP 198.51.100.7:51515 203.0.113.5:800 in via em0"
+	for _, a := range []string{"Deny", "Reset", "Reject", "Accept", "Count", "Nat", "Reass", "Return",
+		"Refuse", "UNKNOWN", "Abort", "Abort6", "Unreach 3", "Unreach6 1", "Unreach", "Divert 8668",
+		"Tee 8668", "SkipTo 500", "Pipe 1", "Queue 2", "Call 3", "SetFib 1", "SetDscp 10",
+		"Forward to 192.0.2.1:3128", "Forward to [2001:db8::1]:3128"} {
+		t.Run(a, func(t *testing.T) {
+			var h Hit
+			if err := Parse([]byte("ipfw: 100 "+a+rest), &h); err != nil {
+				t.Fatal(err)
+			}
+			if h.Action != a || h.Rule != 100 || h.DstPort != 800 || h.In != "em0" {
+				t.Errorf("hit %+v", h)
+			}
+		})
+	}
+	for _, bad := range []string{
+		"ipfw: 100 Divert TCP 198.51.100.7:1 203.0.113.5:800 in via em0",
+		"ipfw: 100 Forward 192.0.2.1 TCP 198.51.100.7:1 203.0.113.5:800 in via em0",
+		"ipfw: 70000 Deny TCP 198.51.100.7:1 203.0.113.5:800 in via em0",
+		"ipfw: 100 Deny TCP 198.51.100.7:1 203.0.113.5:800 sideways via em0",
+		"ipfw: 100 Deny TCP 198.51.100.7:1 203.0.113.5:800 in via 0em",
+		"ipfw: 100 Deny TCP 198.51.100.7:1 [2001:db8::5]:800 in via em0",
+		"ipfw: 100 Deny ICMPv6:128.0 198.51.100.7 203.0.113.5 in via em0",
+		"ipfw: 100 Deny ICMP:8 198.51.100.7 203.0.113.5 in via em0",
+		"ipfw: 100 Deny ICMP 198.51.100.7 203.0.113.5 in via em0",
+		"ipfw: 100 Deny TCP 198.51.100.7:1 203.0.113.5:800 in via em0 (frag x)",
+		"ipfw: 100 Deny TCP [2001:db8::7:1 [2001:db8::5]:800 in via em0",
+		"ipfw: 100 Deny P:300 198.51.100.7 203.0.113.5 in via em0",
+		"ipfw: 100 Deny GRE 198.51.100.7 203.0.113.5 in via em0",
+		"ipfw: 100 Deny TCP 198.51.100.7:1 203.0.113.5:800 [no if",
+	} {
+		var h Hit
+		var me *MalformedError
+		if err := Parse([]byte(bad), &h); !errors.As(err, &me) || me.Kind != IPFW {
+			t.Errorf("%q: %v, want a malformed ipfw line", bad, err)
+		}
+	}
+}
+
+func TestIndexSRC(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{{"IN= SRC=1", 4}, {"MACSRC=x", 3}, {"nothing", -1}, {"", -1}} {
+		if got := IndexSRC([]byte(tc.in)); got != tc.want {
+			t.Errorf("IndexSRC(%q) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
