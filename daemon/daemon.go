@@ -472,10 +472,7 @@ func (d *Daemon) handleLine(l logsource.Line) {
 	h := &d.hit
 	if err := logparse.Parse(l.Text, h); err != nil {
 		if err != logparse.ErrNotFirewall {
-			d.ctr.malformed.Add(1)
-			if d.log.Enabled(context.Background(), slog.LevelDebug) {
-				d.log.Debug("malformed firewall line", "err", err)
-			}
+			d.parseError(err)
 		}
 		return
 	}
@@ -517,6 +514,21 @@ func (d *Daemon) handleLine(l logsource.Line) {
 	}
 	d.ctr.candidates.Add(1)
 	d.decide(s, h.Src.Unmap(), res.Candidate, now)
+}
+
+// parseError handles a firewall line that is not a usable hit.
+func (d *Daemon) parseError(err error) {
+	var limit *logparse.LimitNotice
+	if errors.As(err, &limit) {
+		// ipfw stopped logging a rule: knocks on it are no longer seen.
+		d.log.Warn("the firewall's logging limit was reached: knocks may be missed until it is reset (ipfw resetlog, or raise net.inet.ip.fw.verbose_limit)",
+			"limit", limit.Limit, "rule", limit.Rule)
+		return
+	}
+	d.ctr.malformed.Add(1)
+	if d.log.Enabled(context.Background(), slog.LevelDebug) {
+		d.log.Debug("malformed firewall line", "err", err)
+	}
 }
 
 // decide runs one candidate through the decoder, the policies and the

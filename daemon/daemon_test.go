@@ -434,3 +434,15 @@ close    = { ports = ["22"] }
 	h.clk.Advance(2 * time.Minute)
 	h.wantOpen("203.0.113.9 tcp/22")
 }
+
+func TestFirewallNotices(t *testing.T) {
+	h := newHarness(t, "", nil, nil)
+	h.feed("Nov 21 06:00:00 fw kernel: ipfw: limit 100 reached on entry 500")
+	if h.log.count("level=WARN", "logging limit") != 1 {
+		t.Errorf("ipfw log limit notice not reported:\n%s", h.log)
+	}
+	h.feed(line("203.0.113.9", "TCP", 40000, 800, "SYN") + " SRC=198.51.100.1") // duplicated key: untrusted
+	if st := h.d.Status(); st.Counters.Malformed != 1 || st.Counters.Hits != 0 {
+		t.Errorf("counters = %+v", st.Counters)
+	}
+}
