@@ -18,7 +18,8 @@ import (
 // publicSamples is the team's collection of real lines from public
 // sources. The lines themselves stay out of this repository; what each
 // must yield is kept in testdata/public-expect.json, keyed by the SHA-256
-// of the line, and was reviewed line by line against the file's notes.
+// of the line (addresses and prefixes as digests too), and was reviewed
+// line by line against the file's notes.
 const publicSamples = "../../shared/logs/public-firewall-log-samples.txt"
 
 var groupRE = regexp.MustCompile(`^# (G[0-9]+[a-z]?) `)
@@ -97,7 +98,8 @@ func TestPublicSamples(t *testing.T) {
 			w.Result = "not_firewall"
 		}
 		key := lineKey(pl.text)
-		got[key] = w
+		got[key] = redact(w)
+		w = redact(w)
 		if perGroup[pl.group] == nil {
 			perGroup[pl.group] = map[string]int{}
 		}
@@ -187,6 +189,18 @@ func TestPublicSamples(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// redact replaces the text that comes from the samples (addresses,
+// prefixes) with a digest, so the expectation file holds no part of the
+// lines; the regexp oracle checks the addresses themselves.
+func redact(w want) want {
+	for _, f := range []*string{&w.Src, &w.Dst, &w.Prefix} {
+		if *f != "" {
+			*f = "sha256:" + lineKey(*f)
+		}
+	}
+	return w
 }
 
 // sameAddr compares the kernel's expanded IPv6 spelling with netip's.
