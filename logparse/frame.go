@@ -21,14 +21,16 @@ type frame struct {
 }
 
 // parseFrame strips the framing from a line: a /dev/kmsg record header;
-// RFC 5424; an RFC 3164 style header with an optional <PRI>, a
-// traditional, high-precision or RFC 3339 timestamp, FreeBSD syslogd -v
-// "<facility.level>", an optional host name and the tag; dmesg's
-// decoded facility, "[ctime]" and ISO stamps; journalctl -k's short,
-// short-iso and short-precise forms; and the kernel's "[  uptime]" stamp.
-// A line with none of these is taken as bare kernel text (dmesg -t, a
-// pipe). It fills h.Time, h.Uptime and h.FromKernel. A non-empty reason
-// means the framing says a process, not the kernel, wrote the line.
+// Proxmox pvefw-logger's header; RFC 5424; an RFC 3164 style header with
+// an optional <PRI>, a traditional, high-precision or RFC 3339 timestamp,
+// FreeBSD syslogd -v "<facility.level>", an optional host name and the
+// tag; dmesg's decoded facility (-x), "[ctime]" (-T), ISO and raw (-r)
+// forms; journalctl -k's short, short-iso, short-iso-precise,
+// short-precise, short-monotonic, short-unix and short-full forms; and the
+// kernel's "[  uptime]" stamp. A line with none of these is taken as bare
+// kernel text (dmesg -t, journalctl -o cat, a pipe). It fills h.Time,
+// h.Uptime and h.FromKernel. A non-empty reason means the framing says a
+// process, not the kernel, wrote the line.
 func parseFrame(p []byte, h *Hit) (frame, string) {
 	f := frame{facility: facUnknown}
 	if len(p) > 0 && p[0] >= '0' && p[0] <= '9' {
