@@ -135,7 +135,7 @@ listener_pid=$!
 step "Keys: alice makes one as an ordinary user; the server gets a copy"
 home="$work/home"
 install -d -m 0700 -o nobody "$home"
-runuser -u nobody -- "$work/knockclient" keygen "$home/alice.key" >/dev/null || die "knockclient keygen failed"
+indent runuser -u nobody -- "$work/knockclient" keygen "$home/alice.key" || die "knockclient keygen failed"
 install -m 0600 "$home/alice.key" "$work/alice.key"
 ok "32-byte key, mode $(stat -c %a "$home/alice.key"), owned by $(stat -c %U "$home/alice.key")"
 
@@ -176,7 +176,17 @@ ok "knockdaemon is running (pid $daemon_pid)"
 # probe: one connection attempt from the client; prints the service's line.
 probe() { ip netns exec "$CLI" timeout "${1:-1}" bash -c "exec 3<>/dev/tcp/$SRV_IP/22 && head -n1 <&3" 2>/dev/null; }
 as_alice() { ip netns exec "$CLI" runuser -u nobody -- env HOME="$home" "$work/knockclient" "$@"; }
-events_since() { tail -n +"$(($1 + 1))" "$work/daemon.log" | grep -E 'event=(accepted|rejected|opened|extended|closed)' | sed 's/^/    /' || true; }
+# events_since MARK EVENT: the daemon's decisions logged after line MARK,
+# once EVENT is among them (its log is flushed within a moment).
+events_since() {
+	local lines=
+	for _ in $(seq 40); do
+		lines=$(tail -n +"$(($1 + 1))" "$work/daemon.log" | grep -E 'event=(accepted|rejected|opened|extended|closed)' || true)
+		grep -q "event=$2" <<<"$lines" && break
+		sleep 0.05
+	done
+	printf '%s\n' "$lines" | sed 's/^/    /'
+}
 
 step "1. Port 22 is closed: the client sees nothing there"
 show "nmap -Pn -p 22 $SRV_IP"
@@ -197,7 +207,8 @@ done
 [[ -n $banner ]] || die "port 22 did not open after the knock"
 ms=$((($(date +%s%N) - t0) / 1000000))
 ok "port 22 answers (${ms} ms after the knock began): $banner"
-events_since "$mark"
+info "knockdaemon's log:"
+events_since "$mark" opened
 
 step "3. The grant, as the daemon shows it"
 show "knockdaemon status"
@@ -213,7 +224,8 @@ for _ in $(seq 20); do
 	sleep 0.1
 done
 [[ -n $closed ]] || die "port 22 still answers after --time 255"
-events_since "$mark"
+info "knockdaemon's log:"
+events_since "$mark" closed
 
 step "5. Port 22 is closed again"
 show "nmap -Pn -p 22 $SRV_IP"
