@@ -102,6 +102,10 @@ type Daemon struct {
 
 	stateBroken atomic.Bool // the last state write failed
 	stopping    atomic.Bool // shutdown began without the source: drop lines
+
+	logSec     int64 // the second logCount counts in (pipeline goroutine)
+	logCount   int
+	suppressed atomic.Uint64 // rejection lines left out since the last report
 }
 
 // readyWait bounds the wait for a source's readiness.
@@ -415,6 +419,7 @@ func (d *Daemon) shutdown() error {
 		}
 		cancel()
 	}
+	d.reportSuppressed()
 	d.grants.Stop()
 	d.asm.Close()
 	d.replay.Close()
@@ -437,6 +442,7 @@ func (d *Daemon) positionLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			d.savePosition()
+			d.reportSuppressed()
 		}
 	}
 }
@@ -568,7 +574,7 @@ func (d *Daemon) decide(s *settings, src netip.Addr, block [8]byte, now time.Tim
 				reason = rCheck
 			}
 		}
-		d.reject(src, reason, refused)
+		d.reject(src, reason, refused, now)
 		return
 	}
 
@@ -596,16 +602,50 @@ func minutesAttr(t uint8) slog.Value {
 	return slog.IntValue(int(t))
 }
 
-func (d *Daemon) reject(src netip.Addr, reason int, m cipher.Match) {
+func (d *Daemon) reject(src netip.Addr, reason int, m cipher.Match, now time.Time) {
 	d.ctr.rejected[reason].Add(1)
-	attrs := []any{"event", "rejected", "reason", reasonNames[reason], "src", src}
-	if m.Name != "" {
-		attrs = append(attrs, "user", m.Name, "port", m.Request.Port)
+	logIt := d.logBudget(now)
+	if logIt {
+		attrs := []any{"event", "rejected", "reason", reasonNames[reason], "src", src}
+		if m.Name != "" {
+			attrs = append(attrs, "user", m.Name, "port", m.Request.Port)
+		}
+		d.log.Info("knock rejected", attrs...)
 	}
-	d.log.Info("knock rejected", attrs...)
 	if until, locked := d.asm.Reject(src); locked {
 		d.ctr.lockouts.Add(1)
-		d.log.Warn("source locked out", "event", "lockout", "reason", "lockout", "src", src, "until", until.UTC().Format(time.RFC3339))
+		if logIt || d.logBudget(now) {
+			d.log.Warn("source locked out", "event", "lockout", "reason", "lockout", "src", src, "until", until.UTC().Format(time.RFC3339))
+		}
+	}
+}
+
+// MaxRejectLogs is how many rejected and lockout lines are logged per
+// second. Beyond it (a flood of random knocks) they are counted, not
+// logged, and a summary line says how many were left out: the counters
+// in status stay exact, and the log cannot be used to fill the disk.
+const MaxRejectLogs = 200
+
+// logBudget reports whether one more rejection line may be logged in the
+// second of now. Only the pipeline goroutine calls it.
+func (d *Daemon) logBudget(now time.Time) bool {
+	sec := now.Unix()
+	if sec != d.logSec {
+		d.logSec, d.logCount = sec, 0
+	}
+	if d.logCount < MaxRejectLogs {
+		d.logCount++
+		return true
+	}
+	d.suppressed.Add(1)
+	return false
+}
+
+// reportSuppressed logs how many rejection lines were left out.
+func (d *Daemon) reportSuppressed() {
+	if n := d.suppressed.Swap(0); n > 0 {
+		d.log.Warn("rejections not logged one by one: too many (a flood of knocks?); see status for the counters",
+			"event", "rejected", "reason", "flood", "suppressed", n)
 	}
 }
 

@@ -446,3 +446,33 @@ func TestFirewallNotices(t *testing.T) {
 		t.Errorf("counters = %+v", st.Counters)
 	}
 }
+
+func TestRejectionLogsBounded(t *testing.T) {
+	h := newHarness(t, "", nil, nil)
+	bad := cipher.Key{Name: "x", Secret: [32]byte{7}, Mode: cipher.Timed}
+	const sources = 300
+	for i := 0; i < sources; i++ {
+		h.knock(bad, fmt.Sprintf("10.0.%d.%d", i/256, i%256), cipher.Request{Port: 22, Time: 5})
+	}
+	logged := h.log.count("event=rejected")
+	if logged != MaxRejectLogs {
+		t.Errorf("%d rejection lines in one second, want the cap %d", logged, MaxRejectLogs)
+	}
+	h.d.reportSuppressed()
+	if h.log.count("reason=flood", fmt.Sprintf("suppressed=%d", sources-MaxRejectLogs)) != 1 {
+		t.Errorf("no summary of the suppressed lines:\n%s", h.log.String()[len(h.log.String())-500:])
+	}
+	failed := uint64(0)
+	for _, n := range h.d.Status().Counters.Rejected {
+		failed += n
+	}
+	if failed != sources {
+		t.Errorf("counters say %d rejections, want %d", failed, sources)
+	}
+	// The next second logs again.
+	h.clk.Advance(time.Second)
+	h.knock(bad, "10.9.9.9", cipher.Request{Port: 22, Time: 5})
+	if h.log.count("event=rejected", "src=10.9.9.9") != 1 {
+		t.Error("rejections are not logged again in the next second")
+	}
+}
