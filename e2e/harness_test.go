@@ -604,37 +604,19 @@ func (d *daemonProc) noEvent(mark int, want map[string]string) {
 }
 
 // waitReady waits until the daemon has set up its backend and follows its
-// log source, so that the next knock cannot be missed.
-//
-// The daemon logs "knockdaemon running" just before its source starts
-// reading (an event=started line after the source is ready was requested
-// in /work/notes/requests-e2e.md); until then a short pause covers the
-// source's own start (kmsg seek, file open).
+// log source (it logs event=started once the source is ready), so that
+// the next knock cannot be missed.
 func (d *daemonProc) waitReady() {
 	d.t.Helper()
-	ready := func(e event) bool { return e.get("event") == "started" || e.get("msg") == "knockdaemon running" }
-	deadline := time.Now().Add(15 * time.Second)
-	for i := 0; i < 1000; i++ {
-		for _, e := range d.events(0) {
-			if e.get("event") == "started" {
-				return
-			}
-			if ready(e) {
-				time.Sleep(300 * time.Millisecond)
-				return
-			}
-		}
-		select {
-		case <-d.done:
-			d.t.Fatalf("knockdaemon exited at start: %v\n%s", d.err, d.text())
-		default:
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	if _, ok := d.findEvent(0, 15*time.Second, map[string]string{"event": "started"}); ok {
+		return
 	}
-	d.t.Fatalf("knockdaemon did not report that it runs within 15s:\n%s", d.text())
+	select {
+	case <-d.done:
+		d.t.Fatalf("knockdaemon exited at start: %v\n%s", d.err, d.text())
+	default:
+	}
+	d.t.Fatalf("knockdaemon did not log event=started within 15s:\n%s", d.text())
 }
 
 // stop ends the daemon with SIGTERM (as systemd does) and checks that it
