@@ -134,3 +134,48 @@ func BenchmarkPipelineMix(b *testing.B) {
 	b.ReportMetric(float64(tPipe)/float64(tBase), "x_parse")
 	b.ReportMetric(float64(b.N)/tPipe.Seconds(), "lines/s")
 }
+
+// BenchmarkFlood feeds knock-port hits from 100,000 spoofed sources, ten
+// each, through the pipeline (issue 8's flood) and reports hits/s.
+// "interleaved": each source's hits are 100,000 lines apart, so with
+// max_sources 65536 the LRU table drops every source before its next hit.
+// "bursts": each source sends its ten at once, so every source forms
+// three candidates, fails them and is locked out.
+func BenchmarkFlood(b *testing.B) {
+	const sources, per = 100000, 10
+	for _, mode := range []string{"interleaved", "bursts"} {
+		b.Run(mode, func(b *testing.B) {
+			h := newHarness(b, "", nil, nil)
+			h.d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+			rng := rand.New(rand.NewPCG(3, 4))
+			lines := make([][]byte, 0, sources*per)
+			add := func(s, k int) {
+				src := fmt.Sprintf("10.%d.%d.%d", s>>16, (s>>8)&255, s&255)
+				lines = append(lines, []byte(line(src, "TCP", uint16(20000+k), uint16(745+rng.IntN(256)), "SYN")))
+			}
+			if mode == "interleaved" {
+				for k := 0; k < per; k++ {
+					for s := 0; s < sources; s++ {
+						add(s, k)
+					}
+				}
+			} else {
+				for s := 0; s < sources; s++ {
+					for k := 0; k < per; k++ {
+						add(s, k)
+					}
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			t0 := time.Now()
+			for i := 0; i < b.N; i++ {
+				h.d.handleLine(logsource.Line{Text: lines[i%len(lines)], Received: h.clk.Now()})
+			}
+			b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "hits/s")
+			if st := h.d.Status(); st.Counters.Accepted != 0 {
+				b.Fatalf("the flood was granted something: %+v", st.Counters)
+			}
+		})
+	}
+}
