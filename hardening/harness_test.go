@@ -1,0 +1,459 @@
+package hardening
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/knockdaemon/knock/cipher"
+	"github.com/knockdaemon/knock/daemon"
+	"github.com/knockdaemon/knock/internal/netnstest"
+)
+
+// env is one test's world: a work directory, a LOG prefix of its own, a
+// key (alice) and the exec "firewall" that records what it is told.
+type env struct {
+	t       *testing.T
+	id      string
+	dir     string
+	prefix  string // the [source] prefix; log lines carry prefix+" "
+	keyPath string
+	key     cipher.Key
+	sport   uint16
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	needBinaries(t)
+	e := &env{t: t, id: netnstest.RandHex(3), sport: 30000}
+	e.prefix = "hk" + e.id + ":"
+	e.dir = t.TempDir()
+	if err := os.Chmod(e.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.keyPath, e.key = e.newKey("alice")
+	return e
+}
+
+// newKey writes a fresh random key file (mode 0600) for user name.
+func (e *env) newKey(name string) (string, cipher.Key) {
+	var s [32]byte
+	if _, err := rand.Read(s[:]); err != nil {
+		e.t.Fatal(err)
+	}
+	path := filepath.Join(e.dir, name+".key")
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(s[:])+"\n"), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return path, cipher.Key{Name: name, Secret: s, Mode: cipher.Timed}
+}
+
+// cfg is what varies in a test's daemon config.
+type cfg struct {
+	name      string // file name (default knockdaemon.toml)
+	source    string // default stdin
+	path      string
+	stateFile string // default dir/state.json
+	backend   string // the [backend] body; default the exec recorder
+	user      string // extra lines of alice's [[user]]
+	users     string // further [[user]] blocks
+	knock     string // extra [knock] lines
+	logLevel  string // default info
+	keepOpen  bool   // close_on_exit = false
+}
+
+// config writes the daemon's config and returns its path.
+func (e *env) config(c cfg) string {
+	if c.name == "" {
+		c.name = "knockdaemon.toml"
+	}
+	if c.source == "" {
+		c.source = "stdin"
+	}
+	if c.stateFile == "" {
+		c.stateFile = filepath.Join(e.dir, "state.json")
+	}
+	if c.backend == "" {
+		c.backend = e.recorder()
+	}
+	if c.logLevel == "" {
+		c.logLevel = "info"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `# hardening test %s
+[daemon]
+state_file = %q
+control_socket = %q
+close_on_exit = %t
+log_format = "json"
+log_output = "stderr"
+log_level = %q
+
+[source]
+type = %q
+`, e.t.Name(), c.stateFile, filepath.Join(e.dir, strings.TrimSuffix(c.name, ".toml")+".sock"), !c.keepOpen, c.logLevel, c.source)
+	if c.path != "" {
+		fmt.Fprintf(&b, "path = %q\n", c.path)
+	}
+	fmt.Fprintf(&b, "prefix = %q\n\n[knock]\nbase = 745\n%s\n[backend]\n%s\n", e.prefix, c.knock, c.backend)
+	fmt.Fprintf(&b, `
+[[user]]
+name = "alice"
+key_file = %q
+mode = "timed"
+protocol = "tcp"
+%s
+`, e.keyPath, withDefault(c.user, `ports = ["22"]`+"\nmax_minutes = 60"))
+	b.WriteString(c.users)
+	path := filepath.Join(e.dir, c.name)
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return path
+}
+
+func withDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// recorder returns the [backend] body of an exec backend whose script
+// appends "open IP PROTO PORT MINUTES" / "close IP PROTO PORT" to fw.log,
+// and fails (exit 3) while the file fail-open or fail-close exists.
+func (e *env) recorder() string {
+	script := filepath.Join(e.dir, "fw.sh")
+	text := `#!/bin/sh
+dir=$(dirname "$0")
+if [ -e "$dir/fail-$1" ]; then echo "injected failure of $1" >&2; exit 3; fi
+echo "$*" >> "$dir/fw.log"
+`
+	if err := os.WriteFile(script, []byte(text), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	return fmt.Sprintf("type = \"exec\"\nopen = %q\nclose = %q\n",
+		script+" open %IP% %PROTO% %PORT% %MINUTES%", script+" close %IP% %PROTO% %PORT%")
+}
+
+// fwLog returns the exec firewall's record, one command a line.
+func (e *env) fwLog() []string {
+	b, err := os.ReadFile(filepath.Join(e.dir, "fw.log"))
+	if err != nil && !os.IsNotExist(err) {
+		e.t.Fatal(err)
+	}
+	return strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(b)), " ", "_"))
+}
+
+// fwCount counts the recorded commands that start with op (open, close).
+func (e *env) fwCount(op string) int {
+	n := 0
+	for _, l := range e.fwLog() {
+		if strings.HasPrefix(l, op+"_") {
+			n++
+		}
+	}
+	return n
+}
+
+// hitLine is a kernel LOG line (syslog framing, as in kern.log) of a TCP
+// SYN from src to dport under the test's prefix.
+func (e *env) hitLine(src netip.Addr, sport, dport uint16) string {
+	return fmt.Sprintf("Nov 21 06:00:00 host kernel: [  488.204357] %s IN=eth0 OUT= MAC=00:00:00:00:00:01:00:00:00:00:00:02:08:00 SRC=%s DST=198.18.0.1 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF PROTO=TCP SPT=%d DPT=%d WINDOW=64240 RES=0x00 SYN URGP=0",
+		e.prefix, src, sport, dport)
+}
+
+// ports encodes req with the test's key at now.
+func (e *env) ports(req cipher.Request, now time.Time) [8]uint16 {
+	e.t.Helper()
+	p, err := cipher.Encode(e.key, req, now, 745)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// seqLines are the eight LOG lines of a knock for req from src, now.
+func (e *env) seqLines(src netip.Addr, req cipher.Request) []string {
+	var out []string
+	for _, p := range e.ports(req, time.Now()) {
+		e.sport++
+		out = append(out, e.hitLine(src, e.sport, p))
+	}
+	return out
+}
+
+// proc is a running knockdaemon with its JSON log captured.
+type proc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	mu     sync.Mutex
+	lines  []string
+	notify chan struct{}
+	done   chan struct{}
+	err    error
+	killed bool
+}
+
+// start runs knockdaemon -c conf run, with a pipe on its standard input,
+// and waits until it reports that it runs. env, when given, replaces the
+// environment.
+func (e *env) start(conf string, environ []string) *proc {
+	t := e.t
+	t.Helper()
+	p := &proc{t: t, notify: make(chan struct{}), done: make(chan struct{})}
+	p.cmd = exec.Command(bins.daemon, "-c", conf, "run")
+	p.cmd.Env = environ
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = pw, pw
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start knockdaemon: %v", err)
+	}
+	pw.Close()
+	go p.read(pr)
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("knockdaemon log (%s), last lines:\n%s", conf, p.tail(60))
+		}
+	})
+	if _, ok := p.wait(0, 20*time.Second, map[string]string{"msg": "knockdaemon running"}); !ok {
+		t.Fatalf("knockdaemon did not start:\n%s", p.tail(40))
+	}
+	return p
+}
+
+func (p *proc) read(r io.ReadCloser) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		p.mu.Lock()
+		p.lines = append(p.lines, sc.Text())
+		close(p.notify)
+		p.notify = make(chan struct{})
+		p.mu.Unlock()
+	}
+}
+
+func (p *proc) tail(n int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines[max(0, len(p.lines)-n):], "\n")
+}
+
+// event is one JSON log line.
+type event map[string]any
+
+func (ev event) get(k string) string {
+	switch v := ev[k].(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+func (ev event) match(want map[string]string) bool {
+	for k, v := range want {
+		if ev.get(k) != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *proc) mark() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.lines)
+}
+
+// events returns the log events from index from on that match want.
+func (p *proc) events(from int, want map[string]string) []event {
+	p.mu.Lock()
+	lines := append([]string(nil), p.lines[min(from, len(p.lines)):]...)
+	p.mu.Unlock()
+	var out []event
+	for _, l := range lines {
+		var ev event
+		if json.Unmarshal([]byte(l), &ev) == nil && ev.match(want) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func (p *proc) count(want map[string]string) int { return len(p.events(0, want)) }
+
+// wait waits up to timeout for an event after mark matching want.
+func (p *proc) wait(mark int, timeout time.Duration, want map[string]string) (event, bool) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		p.mu.Lock()
+		n, next := len(p.lines), p.notify
+		p.mu.Unlock()
+		if evs := p.events(mark, want); len(evs) > 0 {
+			return evs[0], true
+		}
+		select {
+		case <-next:
+		case <-p.done:
+			evs := p.events(mark, want)
+			if len(evs) > 0 {
+				return evs[0], true
+			}
+			if p.mark() == n {
+				return nil, false
+			}
+		case <-deadline.C:
+			return nil, false
+		}
+	}
+}
+
+// mustWait is wait that fails the test.
+func (p *proc) mustWait(mark int, timeout time.Duration, want map[string]string) event {
+	p.t.Helper()
+	ev, ok := p.wait(mark, timeout, want)
+	if !ok {
+		p.t.Fatalf("knockdaemon logged no %v within %v; last lines:\n%s", want, timeout, p.tail(30))
+	}
+	return ev
+}
+
+// feed writes lines to the daemon's standard input.
+func (p *proc) feed(lines ...string) {
+	p.t.Helper()
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	if _, err := io.WriteString(p.stdin, b.String()); err != nil {
+		p.t.Fatalf("write to knockdaemon's stdin: %v", err)
+	}
+}
+
+// stop ends the daemon with SIGTERM and waits (bounded).
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	// EOF on stdin ends a stdin source at once; SIGTERM the others.
+	p.stdin.Close()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		p.t.Errorf("knockdaemon did not exit within 20s of SIGTERM")
+	}
+}
+
+// kill9 kills the daemon without letting it clean up.
+func (p *proc) kill9() {
+	p.killed = true
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	p.stdin.Close()
+}
+
+// vmHWM returns the daemon's peak resident set size in KiB.
+func (p *proc) vmHWM() int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			return n
+		}
+	}
+	return -1
+}
+
+// ctl runs a knockdaemon command against conf and returns its combined
+// output and exit code.
+func ctl(conf string, environ []string, args ...string) (string, int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bins.daemon, append([]string{"-c", conf}, args...)...)
+	cmd.Env = environ
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	return string(out), code
+}
+
+// status asks the running daemon for its status.
+func status(t *testing.T, conf string) daemon.Status {
+	t.Helper()
+	out, code := ctl(conf, nil, "status", "--json")
+	if code != 0 {
+		t.Fatalf("knockdaemon status: exit %d: %s", code, out)
+	}
+	var st daemon.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("knockdaemon status --json: %v\n%s", err, out)
+	}
+	return st
+}
+
+// waitLines waits until the daemon has read n lines (status counters).
+func waitLines(t *testing.T, conf string, n uint64, timeout time.Duration) daemon.Status {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := status(t, conf)
+		if st.Counters != nil && st.Counters.Lines >= n {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon read %d of %d lines within %v", st.Counters.Lines, n, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
