@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"github.com/knockdaemon/knock/cipher"
 	"github.com/knockdaemon/knock/config"
 	"github.com/knockdaemon/knock/daemon"
+	"github.com/knockdaemon/knock/grant"
+	"github.com/knockdaemon/knock/state"
 )
 
 // syncBuf is a bytes.Buffer safe for a writer and a reader at once.
@@ -419,5 +422,30 @@ func TestImportKnockd(t *testing.T) {
 	r = runApp(t, nil, "import-knockd", "../knockdimport/testdata/bad-key.conf")
 	if r.code != exitConfig || !strings.Contains(r.stderr, "knockdaemon: import-knockd: ../knockdimport/testdata/bad-key.conf:3:") {
 		t.Errorf("bad knockd.conf: exit %d %q", r.code, r.stderr)
+	}
+}
+
+func TestTeardown(t *testing.T) {
+	dir, cfgPath, _ := setup(t, "[backend]\ntype = \"dry-run\"\n")
+	// A grant left in the state file by a stopped daemon.
+	st := daemon.State{Version: daemon.StateVersion, Grants: []grant.Grant{{
+		Addr: netip.MustParseAddr("198.51.100.7"), Proto: "tcp", Port: 22, User: "alice",
+		Created: time.Now(), Expires: time.Now().Add(time.Hour), State: grant.StateOpen}}}
+	if err := state.Save(filepath.Join(dir, "state.json"), st); err != nil {
+		t.Fatal(err)
+	}
+	r := runApp(t, nil, "-c", cfgPath, "teardown")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "iptables -w -D INPUT -j KNOCKDAEMON") || !strings.Contains(r.stdout, "iptables -w -X KNOCKDAEMON") {
+		t.Errorf("teardown did not remove the chain:\n%s", r.stdout)
+	}
+	got, err := daemon.LoadState(filepath.Join(dir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Grants) != 0 {
+		t.Errorf("grants left in the state file after teardown: %+v", got.Grants)
 	}
 }
