@@ -144,6 +144,7 @@ type latencies struct {
 	opened   []time.Duration // last knock -> daemon's "opened" log stamp
 	accepted []time.Duration // last knock -> daemon's "accepted" log stamp
 	lost     int             // knocks after which the port did not open within 3 s
+	rss      int64           // a peer's idle VmRSS, when measured
 }
 
 func (l *latencies) report(b *testing.B) {
@@ -151,6 +152,9 @@ func (l *latencies) report(b *testing.B) {
 	b.ReportMetric(ms(percentile(l.probe, 95)), "p95-ms")
 	b.ReportMetric(float64(len(l.probe)), "knocks")
 	b.ReportMetric(float64(l.lost), "lost")
+	if l.rss > 0 {
+		b.ReportMetric(float64(l.rss)/(1<<20), "knockd-rss-MB")
+	}
 	if l.lost > len(l.probe)/10 {
 		b.Fatalf("%d knocks lost, %d measured", l.lost, len(l.probe))
 	}
@@ -332,6 +336,10 @@ func runKnockd(b *testing.B) *latencies {
 	}
 	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	time.Sleep(500 * time.Millisecond) // pcap up
+	rss, err := procStatus(cmd.Process.Pid, "VmRSS")
+	if err != nil {
+		b.Fatalf("knockd: %v", err)
+	}
 	netnstest.Listen(b, w.net.Server, "tcp4", fmt.Sprintf(":%d", port))
 	rule := []string{"iptables", "-w", "-D", "INPUT", "-s", w.net.Client.IP4.String(), "-p", "tcp", "--dport", strconv.Itoa(int(port)), "-j", "ACCEPT"}
 	l := &latencies{}
@@ -350,5 +358,6 @@ func runKnockd(b *testing.B) *latencies {
 		netnstest.MustExec(b, w.net.Server, rule...)
 		time.Sleep(50 * time.Millisecond)
 	}
+	l.rss = rss
 	return l
 }

@@ -247,7 +247,9 @@ func (w *world) startDaemon(conf string, withStdin bool) *daemon {
 		}
 		cmd.Wait()
 	})
-	if _, err := d.wait(10*time.Second, func(e event) bool { return e.Msg == "knockdaemon running" }); err != nil {
+	// event=started: the source runs (and follows the log, for kmsg and
+	// files), so a knock sent now is seen.
+	if _, err := d.wait(10*time.Second, func(e event) bool { return e.Event == "started" }); err != nil {
 		b.Fatalf("daemon did not start: %v\n%s", err, d.logText())
 	}
 	return d
