@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/knockdaemon/knock/internal/netnstest"
 )
 
 // flow is what a user does and sees, the same through every source and
@@ -294,4 +296,40 @@ func TestKill9Restart(t *testing.T) {
 	}
 	sleepUntil(knockB.Add(60 * time.Second))
 	expectClosedWithin(t, c, srv, portB, 4*time.Second, "port B, one minute after its knock, after the restart")
+}
+
+// The daemon needs no more than the systemd unit in examples/ grants:
+// CAP_NET_ADMIN for the firewall and CAP_SYSLOG for /dev/kmsg, no
+// CAP_NET_RAW. Here it runs inside the server namespace (so it needs no
+// ip netns exec, which would take CAP_SYS_ADMIN) with only those two
+// capabilities, and the whole flow works.
+func TestMinimalPrivileges(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, opts{})
+	netnstest.Require(t, "setpriv")
+	conf := w.writeConfig(conf{inServerNS: true})
+	caps := "-all,+net_admin,+syslog"
+	d := w.startDaemonWrapped([]string{"ip", "netns", "exec", w.net.Server,
+		"setpriv", "--bounding-set=" + caps, "--inh-caps=" + caps, "--ambient-caps=" + caps,
+		"--no-new-privs", "--"}, conf, nil)
+
+	// ip netns exec execs setpriv, which execs the daemon: same pid.
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(d.cmd.Process.Pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eff uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			eff, err = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const capNetAdmin, capSyslog = 12, 34 // linux/capability.h
+	if eff != 1<<capNetAdmin|1<<capSyslog {
+		t.Fatalf("the daemon runs with capabilities %#x, want only CAP_NET_ADMIN and CAP_SYSLOG (%#x)", eff, uint64(1<<capNetAdmin|1<<capSyslog))
+	}
+	flow(t, w, d, conf)
 }

@@ -206,6 +206,9 @@ type conf struct {
 	source     string // kmsg (default), file, stdin
 	path       string // for file
 	maxMinutes int
+	// inServerNS: the daemon itself runs inside the server namespace,
+	// so [backend] netns stays empty.
+	inServerNS bool
 }
 
 // writeConfig writes the daemon's config in the schema of
@@ -246,7 +249,7 @@ lockout = "60s"
 [backend]
 type = %q
 netns = %q
-`, strings.TrimSpace(w.prefix), w.opts.udp, w.opts.backend, w.net.Server)
+`, strings.TrimSpace(w.prefix), w.opts.udp, w.opts.backend, netnsOf(w, c))
 	switch w.opts.backend {
 	case "iptables":
 		fmt.Fprintf(&b, "chain = %q\n", "KNOCK"+strings.ToUpper(w.id))
@@ -269,6 +272,13 @@ max_minutes = %d
 		w.t.Fatal(err)
 	}
 	return path
+}
+
+func netnsOf(w *world, c conf) string {
+	if c.inServerNS {
+		return ""
+	}
+	return w.net.Server
 }
 
 // runAsNobody runs argv as the user nobody, inside namespace ns when ns
@@ -428,6 +438,13 @@ type daemonProc struct {
 // startDaemon runs knockdaemon -c conf run extra... and waits until it
 // follows its log. stdin, when not nil, is the daemon's standard input.
 func (w *world) startDaemon(conf string, stdin io.Reader, extra ...string) *daemonProc {
+	w.t.Helper()
+	return w.startDaemonWrapped(nil, conf, stdin, extra...)
+}
+
+// startDaemonWrapped is startDaemon with the daemon run through wrapper
+// (for example ip netns exec NS setpriv ...).
+func (w *world) startDaemonWrapped(wrapper []string, conf string, stdin io.Reader, extra ...string) *daemonProc {
 	t := w.t
 	t.Helper()
 	d := &daemonProc{t: t, conf: conf, notify: make(chan struct{}), done: make(chan struct{})}
@@ -436,8 +453,8 @@ func (w *world) startDaemon(conf string, stdin io.Reader, extra ...string) *daem
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"-c", conf, "run"}, extra...)
-	d.cmd = exec.Command(bins.daemon, args...)
+	argv := append(append(append([]string(nil), wrapper...), bins.daemon, "-c", conf, "run"), extra...)
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stdin = stdin
 	pr, pw, err := os.Pipe()
 	if err != nil {
