@@ -5,7 +5,7 @@
 #                 gofmt, go vet, unit tests with -race, every fuzz target for
 #                 $(FUZZTIME), the end-to-end suite, cross-builds
 #   make demo     the narrated network-namespace demo (root)
-#   make bench    the Go benchmarks
+#   make bench    the performance table (bench/run.sh); make bench-go: Go benchmarks
 #
 # Real-kernel tests need root. Without root they skip; with CI=true (set by
 # .ci/run) a skipped test fails the run.
@@ -22,7 +22,7 @@ UNITTIME  ?= 12m
 E2ETIME   ?= 10m
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: build test fmt vet unit fuzz e2e cross demo bench clean
+.PHONY: build test fmt vet unit fuzz e2e cross demo bench bench-go clean
 
 build:
 	mkdir -p bin
@@ -113,7 +113,13 @@ cross:
 demo:
 	./demo.sh
 
+# Every performance figure in one table (bench/run.sh, about 3 minutes;
+# BENCHFLAGS=--peers also measures knockd and fail2ban); bench-go: just the
+# packages' Go benchmarks.
 bench:
+	./bench/run.sh $(BENCHFLAGS)
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
