@@ -110,14 +110,18 @@ type = %q
 		fmt.Fprintf(&b, "path = %q\n", c.path)
 	}
 	fmt.Fprintf(&b, "prefix = %q\n\n[knock]\nbase = 745\n%s\n[backend]\n%s\n", e.prefix, c.knock, c.backend)
+	keyLine := fmt.Sprintf("key_file = %q", e.keyPath)
+	if strings.Contains(c.user, "key_file") {
+		keyLine = ""
+	}
 	fmt.Fprintf(&b, `
 [[user]]
 name = "alice"
-key_file = %q
+%s
 mode = "timed"
 protocol = "tcp"
 %s
-`, e.keyPath, withDefault(c.user, `ports = ["22"]`+"\nmax_minutes = 60"))
+`, keyLine, withDefault(c.user, `ports = ["22"]`+"\nmax_minutes = 60"))
 	b.WriteString(c.users)
 	path := filepath.Join(e.dir, c.name)
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
@@ -243,8 +247,25 @@ func (e *env) start(conf string, environ []string) *proc {
 			t.Logf("knockdaemon log (%s), last lines:\n%s", conf, p.tail(60))
 		}
 	})
-	if _, ok := p.wait(0, 20*time.Second, map[string]string{"msg": "knockdaemon running"}); !ok {
-		t.Fatalf("knockdaemon did not start:\n%s", p.tail(40))
+	// Ready when it logs that it runs, or (at log levels above info) when
+	// its control socket exists: both come after the firewall setup and
+	// the state restore. A stdin source loses nothing meanwhile.
+	sock := strings.TrimSuffix(conf, ".toml") + ".sock"
+	for i := 0; ; i++ {
+		if _, ok := p.wait(0, 50*time.Millisecond, map[string]string{"msg": "knockdaemon running"}); ok {
+			break
+		}
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("knockdaemon exited at start: %v\n%s", p.err, p.tail(40))
+		default:
+		}
+		if i > 400 {
+			t.Fatalf("knockdaemon did not start within 20s:\n%s", p.tail(40))
+		}
 	}
 	return p
 }
