@@ -279,8 +279,12 @@ func Parse(path string, data []byte) (*Config, error) {
 		if err != nil {
 			var fe *door.FieldError
 			if errors.As(err, &fe) && fe.Key != "" {
-				if l := lineOf(pos, "door."+fe.Key, i); l > 0 {
-					line = l
+				parts := strings.Split("door."+fe.Key, ".")
+				for l := len(parts); l > 1; l-- {
+					if n := lineOf(pos, strings.Join(parts[:l], "."), i); n > 0 {
+						line = n
+						break
+					}
 				}
 			}
 			name := fmt.Sprintf("door %d", i+1)
@@ -295,20 +299,17 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	// Unknown keys. Keys of array elements are matched to their
 	// occurrences in file order.
+	// A key inside an inline table ("open = { port = 1 }") is placed on
+	// the line of the nearest enclosing key that is written out.
 	seen := map[string]int{}
 	for _, k := range md.Undecoded() {
 		ks := k.String()
 		n := seen[ks]
 		seen[ks]++
 		line := 0
-		for _, p := range pos {
-			if p.key == ks {
-				if n == 0 {
-					line = p.line
-					break
-				}
-				n--
-			}
+		for l := len(k); l > 0 && line == 0; l-- {
+			line = nthLine(pos, toml.Key(k[:l]).String(), n)
+			n = 0
 		}
 		add(line, "unknown key %q", ks)
 	}

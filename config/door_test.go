@@ -45,6 +45,7 @@ func TestDoors(t *testing.T) {
 	}{
 		{"unknown door key", doorsOnly + "sequense = \"1,2\"\n", 13, `unknown key "door.sequense"`},
 		{"bad sequence names its line", "[[door]]\nname = \"x\"\nsequence = \"7000,70000\"\nopen = { ports = [\"22\"] }\ncmd_timeout = \"5s\"\n", 3, "door \"x\": sequence"},
+		{"unknown key inside an inline table", "[[door]]\nname = \"x\"\nsequence = \"7000,8000\"\n\nopen = { port = [\"22\"] }\ncmd_timeout = \"5s\"\n", 5, `unknown key "door.open.port"`},
 		{"wrong type in a door", "[[door]]\nname = \"x\"\nsequence = 7000\n", 3, "door.sequence"},
 		{"same sequence twice", doorsOnly + "[[door]]\nname = \"again\"\nsequence = \"7000,8000,9000\"\nclose = { ports = [\"22\"] }\n", 0, "same sequence"},
 	}
@@ -58,8 +59,12 @@ func TestDoors(t *testing.T) {
 			if tc.line > 0 {
 				prefix = "d.toml:" + strconv.Itoa(tc.line) + ": "
 			}
-			if !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("err = %q, want prefix %q and %q", err, prefix, tc.want)
+			found := false
+			for _, l := range strings.Split(err.Error(), "\n") {
+				found = found || strings.HasPrefix(l, prefix) && strings.Contains(l, tc.want)
+			}
+			if !found {
+				t.Errorf("err = %q, want a line starting %q with %q", err, prefix, tc.want)
 			}
 		})
 	}

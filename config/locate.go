@@ -125,3 +125,16 @@ func lineOf(pos []keyPos, key string, index int) int {
 	}
 	return 0
 }
+
+// nthLine returns the line of the n-th (from 0) occurrence of key, or 0.
+func nthLine(pos []keyPos, key string, n int) int {
+	for _, p := range pos {
+		if p.key == key {
+			if n == 0 {
+				return p.line
+			}
+			n--
+		}
+	}
+	return 0
+}
