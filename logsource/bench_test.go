@@ -102,12 +102,18 @@ func readWithReader(tb testing.TB, path string, want int) {
 // BenchmarkSources compares the File and Reader sources with a plain
 // bufio.Scanner over the same file, interleaved in the same run so all
 // three see the same machine state. Each op reads the whole file (200,000
-// lines, about 20 MB) with each of the three; lines/s and the speed
-// relative to the scanner are reported.
+// lines, about 20 MB) with each of the three. On a shared machine single
+// runs are noisy, so the fastest run of each is compared: lines/s and the
+// speed relative to the scanner.
 func BenchmarkSources(b *testing.B) {
 	data := benchData(benchLines)
 	path, ino := writeBenchFile(b, data)
 	scanFile(b, path) // warm the page cache
+	best := func(cur *time.Duration, d time.Duration) {
+		if *cur == 0 || d < *cur {
+			*cur = d
+		}
+	}
 	var tScan, tFile, tReader time.Duration
 	for b.Loop() {
 		t0 := time.Now()
@@ -115,11 +121,11 @@ func BenchmarkSources(b *testing.B) {
 		t1 := time.Now()
 		readWithReader(b, path, benchLines)
 		t2 := time.Now()
-		tFile += readWithFile(b, path, ino, benchLines)
-		tScan += t1.Sub(t0)
-		tReader += t2.Sub(t1)
+		best(&tFile, readWithFile(b, path, ino, benchLines))
+		best(&tScan, t1.Sub(t0))
+		best(&tReader, t2.Sub(t1))
 	}
-	n := float64(benchLines * b.N)
+	n := float64(benchLines)
 	b.ReportMetric(n/tScan.Seconds(), "scanner-lines/s")
 	b.ReportMetric(n/tFile.Seconds(), "file-lines/s")
 	b.ReportMetric(n/tReader.Seconds(), "reader-lines/s")
