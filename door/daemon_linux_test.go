@@ -95,6 +95,7 @@ const knockdConf = `# knockd.conf of the door end-to-end test
 // ports do not answer before and answer after; close_on_exit closes what
 // is left when the daemon stops.
 func TestDaemonKnockdMigration(t *testing.T) {
+	t.Parallel()
 	netnstest.Require(t, "iptables", "ip6tables", "knock")
 	bin := buildDaemon(t)
 	n := netnstest.New(t)

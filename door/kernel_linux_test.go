@@ -30,6 +30,7 @@ import (
 // the iptables backend (inside the server namespace) and through start/stop
 // commands. The daemon's wiring of the same stages is tested in e2e.
 func TestKernelDoors(t *testing.T) {
+	t.Parallel()
 	netnstest.Require(t, "iptables", "ip6tables", "knock")
 	ipPath, err := exec.LookPath("ip")
 	if err != nil {

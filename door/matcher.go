@@ -516,3 +516,37 @@ func (m *Matcher) doorList() []*Door {
 	}
 	return out
 }
+
+// ReloadOneTime re-reads the one-time sequences file of every one-time
+// door (on SIGHUP: sequences appended to a used-up file open the door
+// again). A door whose current sequence changed loses the progress knocked
+// on the old one. It returns the errors (a door whose file cannot be read
+// keeps its sequence).
+func (m *Matcher) ReloadOneTime() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	changed := false
+	for i, ds := range m.doors {
+		if ds.ot == nil {
+			continue
+		}
+		seq, err := ds.ot.Reload()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("door %q: %w", ds.d.Name, err))
+			continue
+		}
+		if equalSeq(seq, ds.seq) && (seq == nil) == (ds.seq == nil) {
+			continue
+		}
+		ds.seq = seq
+		changed = true
+		for _, s := range m.srcs {
+			s.prog[i] = progress{}
+		}
+	}
+	if changed {
+		m.rebuildPortsLocked()
+	}
+	return errors.Join(errs...)
+}

@@ -357,6 +357,28 @@ func TestMatcherOneTime(t *testing.T) {
 	if m.IsDoorPort(TCP, 7000) {
 		t.Errorf("exhausted door still follows ports")
 	}
+	// The admin appends sequences; a reload opens the door again.
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(" 1500,2500\n")
+	f.Close()
+	if err := m.ReloadOneTime(); err != nil {
+		t.Fatal(err)
+	}
+	if seq, _ := m.Sequence("smtp"); FormatSequence(seq) != "1500,2500" || !m.IsDoorPort(TCP, 2500) {
+		t.Fatalf("after reload: sequence %v", seq)
+	}
+	got, _ = run(t, m, clk, a, []knock{fin(1500, 20, TCP), fin(2500, 21, TCP)})
+	if len(got) != 1 {
+		t.Fatalf("appended sequence: fired %v", got)
+	}
+	// A malformed line is reported and the door keeps its state.
+	os.WriteFile(path, []byte(" 1,x\n"), 0o640)
+	if err := m.ReloadOneTime(); err == nil || !strings.Contains(err.Error(), ":1:") {
+		t.Fatalf("reload of a malformed file: %v", err)
+	}
 }
 
 func TestMatcherOneTimeNotFiredWhenFileChanged(t *testing.T) {

@@ -74,6 +74,29 @@ func OpenOneTime(path string) (*OneTime, error) {
 	return o, nil
 }
 
+// Reload re-reads the file (the admin appended sequences or edited it)
+// and returns the current sequence. A malformed line is an error naming
+// it, and the OneTime is left as it was.
+func (o *OneTime) Reload() ([]Step, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	lines, err := o.read()
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range lines {
+		t := strings.TrimSpace(l)
+		if t == "" || t[0] == '#' {
+			continue
+		}
+		if _, err := ParseSequence(t); err != nil {
+			return nil, &LineError{Path: o.path, Line: i + 1, Err: err}
+		}
+	}
+	o.cur, _, o.remaining = scan(lines)
+	return slices.Clone(o.cur), nil
+}
+
 // All returns every unused sequence in the file, in file order, as last
 // read (for LOG rules that must cover them all).
 func (o *OneTime) All() [][]Step {

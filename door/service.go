@@ -132,6 +132,14 @@ func (s *Service) Restore(pending []Pending) error {
 	return s.cmds.Restore(s.m.doorList(), pending)
 }
 
+// Reload re-reads the one-time sequences files (call it on SIGHUP).
+func (s *Service) Reload() error {
+	if s == nil {
+		return nil
+	}
+	return s.m.ReloadOneTime()
+}
+
 // Pending returns the pending stop commands.
 func (s *Service) Pending() []Pending {
 	if s == nil || s.cmds == nil {
