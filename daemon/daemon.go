@@ -287,7 +287,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if err := d.backend.Setup(ctx); err != nil {
 		d.grants.Stop()
-		return fmt.Errorf("firewall setup (%s): %w", d.backend.Name(), err)
+		return &FirewallError{Op: "setup", Backend: d.backend.Name(), Err: err}
 	}
 	if err := d.grants.Restore(ctx, st.Grants); err != nil {
 		d.log.Warn("some saved grants were skipped", "err", err)
@@ -359,6 +359,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	return errors.Join(srcErrIfReal(srcErr, ctx), d.shutdown())
 }
+
+// FirewallError is a backend that failed before the daemon could run.
+type FirewallError struct {
+	Op, Backend string
+	Err         error
+}
+
+func (e *FirewallError) Error() string {
+	return fmt.Sprintf("firewall %s (%s): %v", e.Op, e.Backend, e.Err)
+}
+
+func (e *FirewallError) Unwrap() error { return e.Err }
 
 func srcErrIfReal(err error, ctx context.Context) error {
 	if err == nil || errors.Is(err, context.Canceled) && ctx.Err() != nil {

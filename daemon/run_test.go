@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -146,4 +147,22 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+type failingSetup struct{ *fakeBackend }
+
+func (failingSetup) Setup(context.Context) error { return errors.New("iptables: Permission denied (you must be root)") }
+
+func TestRunSetupFails(t *testing.T) {
+	dir := t.TempDir()
+	c := loadTestConfig(t, dir, "")
+	d, err := New(Options{Config: c, Keys: testKeys(), Backend: failingSetup{newFakeBackend()}, Source: nullSource{}, NoControl: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Run(context.Background())
+	var fe *FirewallError
+	if !errors.As(err, &fe) || fe.Op != "setup" || !strings.Contains(err.Error(), "Permission denied") {
+		t.Errorf("Run = %v, want a *FirewallError for setup", err)
+	}
 }

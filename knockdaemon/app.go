@@ -369,8 +369,12 @@ func (e *env) runCmd(c *cli.Context) error {
 		case err := <-done:
 			if err != nil {
 				var f *failure
-				if errors.As(err, &f) {
+				var fe *daemon.FirewallError
+				switch {
+				case errors.As(err, &f):
 					return err
+				case errors.As(err, &fe):
+					return fail(exitFirewall, err, "run knockdaemon check; the firewall must be usable by this user (CAP_NET_ADMIN)")
 				}
 				return fail(exitRuntime, err)
 			}
