@@ -1,0 +1,173 @@
+package hardening
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/knockdaemon/knock/cipher"
+	"github.com/knockdaemon/knock/daemon"
+	"github.com/knockdaemon/knock/internal/netnstest"
+)
+
+// ruleRE picks the address and port out of the backend's ACCEPT rules.
+var ruleRE = regexp.MustCompile(`-s (\S+)/(?:32|128) .*--dport (\d+)`)
+
+// kernelOpenings lists the openings in chain, both families, as
+// "ADDR PORT".
+func kernelOpenings(t *testing.T, ns, chain string) []string {
+	t.Helper()
+	var out []string
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		text := netnstest.MustExec(t, ns, tool, "-w", "-S", chain)
+		for _, l := range strings.Split(text, "\n") {
+			if m := ruleRE.FindStringSubmatch(l); m != nil {
+				out = append(out, m[1]+" "+m[2])
+			}
+		}
+	}
+	return out
+}
+
+// TestKill9DuringKnocksAndCloses kills the daemon with SIGKILL at random
+// moments while knocks and explicit closes stream in (real iptables in a
+// namespace), restarts it, and repeats. Afterwards every opening in the
+// kernel belongs to a live grant, every live grant closes on time, and the
+// state file loaded after every crash.
+func TestKill9DuringKnocksAndCloses(t *testing.T) {
+	netnstest.Require(t, "iptables", "ip6tables")
+	e := newEnv(t)
+	n := netnstest.New(t)
+	chain := "HK" + strings.ToUpper(e.id)
+	stateFile := filepath.Join(e.dir, "state.json")
+	// Every knock asks for a port of its own: identical requests in one
+	// 30 s window are one block, and the replay cache admits it once.
+	conf := e.config(cfg{backend: fmt.Sprintf("type = \"iptables\"\nnetns = %q\nchain = %q\n", n.Server, chain),
+		user: "ports = [\"20000-29999\"]\nmax_minutes = 1\n"})
+	t.Cleanup(func() {
+		netnstest.Exec(n.Server, "sh", "-c", fmt.Sprintf("for t in iptables ip6tables; do $t -w -D INPUT -j %s; $t -w -F %s; $t -w -X %s; done", chain, chain, chain))
+	})
+
+	const rounds = 6
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
+	var knocks, closes int
+	for r := 0; r < rounds; r++ {
+		p := e.start(conf, nil)
+		var (
+			wg   sync.WaitGroup
+			stop = make(chan struct{})
+			mu   sync.Mutex
+		)
+		type opening struct {
+			src  netip.Addr
+			port uint16
+		}
+		var opened []opening
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < 400; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				mu.Lock()
+				var o opening
+				req := cipher.Request{Time: 1}
+				if len(opened) > 0 && rng.IntN(3) == 0 {
+					i := rng.IntN(len(opened))
+					o = opened[i]
+					opened = append(opened[:i], opened[i+1:]...)
+					req.Time = cipher.TimeClose
+					closes++
+				} else {
+					o = opening{netip.AddrFrom4([4]byte{198, 18, byte(100 + r), byte(k + 1)}), uint16(20000 + r*1000 + k)}
+					opened = append(opened, o)
+					knocks++
+				}
+				src := o.src
+				req.Port = o.port
+				lines := e.seqLines(src, req)
+				mu.Unlock()
+				if _, err := io.WriteString(p.stdin, strings.Join(lines, "\n")+"\n"); err != nil {
+					return
+				}
+				time.Sleep(time.Duration(5+rng.IntN(40)) * time.Millisecond)
+			}
+		}()
+		time.Sleep(time.Duration(150+rng.IntN(900)) * time.Millisecond)
+		p.kill9()
+		close(stop)
+		wg.Wait()
+
+		if _, err := daemon.LoadState(stateFile); err != nil {
+			t.Errorf("round %d: the state file does not load after kill -9: %v", r, err)
+		}
+		if _, err := os.Stat(stateFile + ".corrupt"); err == nil {
+			t.Errorf("round %d: the daemon found its state file corrupt", r)
+		}
+		t.Logf("round %d: killed after %d opened events, %d closed", r,
+			p.count(map[string]string{"event": "opened"}), p.count(map[string]string{"event": "closed"}))
+	}
+
+	p := e.start(conf, nil)
+	// Every opening in the kernel has a live grant.
+	st := status(t, conf)
+	live := map[string]time.Time{}
+	for _, g := range st.Grants {
+		if g.State == "open" {
+			live[g.Addr+" "+fmt.Sprint(g.Port)] = g.Expires
+		}
+	}
+	kern := kernelOpenings(t, n.Server, chain)
+	for _, o := range kern {
+		if _, ok := live[o]; !ok {
+			t.Errorf("opening %s in the kernel has no live grant (grants %+v)", o, st.Grants)
+		}
+	}
+	var last time.Time
+	for k, exp := range live {
+		if exp.IsZero() {
+			t.Errorf("grant %s has no expiry", k)
+		}
+		if exp.After(last) {
+			last = exp
+		}
+	}
+	t.Logf("after %d rounds of kill -9 (%d knocks, %d closes sent): %d live grants, %d kernel openings; the last expires at %s",
+		rounds, knocks, closes, len(live), len(kern), last.Format(time.TimeOnly))
+
+	// Every live grant closes on time: poll until the last expiry, and
+	// fail on an opening more than 3 s past its grant's expiry.
+	deadline := last.Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		now := time.Now()
+		for _, o := range kernelOpenings(t, n.Server, chain) {
+			if exp, ok := live[o]; !ok {
+				t.Errorf("opening %s appeared without a grant", o)
+			} else if now.Sub(exp) > 3*time.Second {
+				t.Errorf("opening %s is still there %v after its expiry", o, now.Sub(exp).Round(time.Second))
+			}
+		}
+		if t.Failed() {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if k := kernelOpenings(t, n.Server, chain); len(k) != 0 {
+		t.Errorf("openings left behind: %q", k)
+	}
+	if st := status(t, conf); len(st.Grants) != 0 {
+		t.Errorf("grants left: %+v", st.Grants)
+	}
+	p.stop()
+}
