@@ -151,7 +151,9 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 type failingSetup struct{ *fakeBackend }
 
-func (failingSetup) Setup(context.Context) error { return errors.New("iptables: Permission denied (you must be root)") }
+func (failingSetup) Setup(context.Context) error {
+	return errors.New("iptables: Permission denied (you must be root)")
+}
 
 func TestRunSetupFails(t *testing.T) {
 	dir := t.TempDir()
