@@ -66,10 +66,12 @@ type FileOptions struct {
 //     down), the file is read from its beginning.
 //   - If the file at the path is another inode, the rotated file is looked
 //     for among the siblings (path.1, path.0, path-*, path.N, uncompressed)
-//     by inode and finished from the saved offset, then the new file is
-//     read from its beginning. If it is not found (compressed or deleted)
-//     the lines after the saved offset are lost; this is logged and the
-//     new file is read from its beginning.
+//     by inode and finished from the saved offset; siblings written after
+//     it (by mtime: later rotations while the daemon was stopped) are read
+//     whole, oldest first; then the new file is read from its beginning.
+//     If the saved file is not found (compressed or deleted) the lines
+//     after the saved offset are lost; this is logged and the new file is
+//     read from its beginning.
 //   - On rotation the old file is read to its end before the new one, and
 //     kept open: the writer may go on appending to it until it reopens its
 //     log (rsyslog does until HUP). It is read before the new file on every
@@ -97,6 +99,7 @@ type File struct {
 	ran       atomic.Bool
 
 	cur, old *tracked // cur: the file at path; old: a rotated file being finished
+	later    []string // rotated files newer than old, oldest first (resume only)
 	missing  bool
 	lastErr  string
 }
@@ -383,8 +386,9 @@ func (s *File) start() error {
 				o.seek(r.Offset)
 				o.recovery = true
 				s.old = o
+				s.later = s.newerSiblings(o, t)
 				s.log.Info("finishing the rotated log file from the saved position",
-					"path", name, "offset", r.Offset)
+					"path", name, "offset", r.Offset, "newer_rotated_files", len(s.later))
 			} else {
 				o.close()
 				s.log.Warn("saved position does not fit the rotated log file, its unread lines are lost",
@@ -544,9 +548,10 @@ func (s *File) supervise(ctx context.Context, emit func(Line)) bool {
 		// Finish the rotated file first; keep it open, its writer may
 		// still append to it until it reopens the log.
 		s.follow(ctx, s.cur, emit)
-		if s.old != nil {
+		for s.old != nil {
 			s.drain(ctx, s.old, emit)
 			s.closeOld()
+			s.nextOld()
 		}
 		s.old = s.cur
 		s.c.rotations.Add(1)
@@ -559,7 +564,7 @@ func (s *File) supervise(ctx context.Context, emit func(Line)) bool {
 // step reads whatever is new and checks the path. It reports true when
 // it should run again without waiting.
 func (s *File) step(ctx context.Context, emit func(Line)) bool {
-	if s.old != nil {
+	for s.old != nil {
 		curHadData := false
 		if s.cur != nil {
 			size, err := s.cur.size()
@@ -571,10 +576,13 @@ func (s *File) step(ctx context.Context, emit func(Line)) bool {
 		}
 		// A single writer switches files before it writes to the new
 		// one, so once the new file had data before this read, the old
-		// one is complete.
-		if curHadData || res != drainEOF {
+		// one is complete; so is one with a newer rotated file after it.
+		if curHadData || res != drainEOF || len(s.later) > 0 {
 			s.closeOld()
-		} else if s.cur != nil {
+			s.nextOld()
+			continue
+		}
+		if s.cur != nil {
 			// The new file was empty before the old one was read. What it
 			// holds now may have been written after lines the old one is
 			// still getting, so it is read only on the next round, after
@@ -583,6 +591,7 @@ func (s *File) step(ctx context.Context, emit func(Line)) bool {
 			switched := s.supervise(ctx, emit)
 			return switched || (err == nil && size > 0)
 		}
+		break
 	}
 	if s.cur != nil {
 		s.follow(ctx, s.cur, emit)
@@ -591,6 +600,55 @@ func (s *File) step(ctx context.Context, emit func(Line)) bool {
 		}
 	}
 	return s.supervise(ctx, emit)
+}
+
+// nextOld opens the next rotated file left to read after a resume.
+func (s *File) nextOld() {
+	for s.old == nil && len(s.later) > 0 {
+		name := s.later[0]
+		s.later = s.later[1:]
+		t, err := s.open(name)
+		if err != nil {
+			s.log.Warn("cannot open a rotated log file, its lines are lost", "path", name, "err", err)
+			continue
+		}
+		t.seek(0)
+		t.recovery = true
+		s.old = t
+		s.log.Info("reading a log file rotated while stopped", "path", name)
+	}
+}
+
+// newerSiblings lists the rotated files written after o (by mtime,
+// oldest first), other than o and cur: generations rotated after o while
+// the daemon was stopped, read whole before cur.
+func (s *File) newerSiblings(o, cur *tracked) []string {
+	ofi, err := o.f.Stat()
+	if err != nil {
+		return nil
+	}
+	type gen struct {
+		name  string
+		mtime time.Time
+	}
+	var gens []gen
+	for _, name := range s.siblings() {
+		fi, err := os.Stat(name)
+		if err != nil || !fi.Mode().IsRegular() || !fi.ModTime().After(ofi.ModTime()) {
+			continue
+		}
+		dev, ino := fileID(fi)
+		if (dev == o.dev && ino == o.ino) || (cur != nil && dev == cur.dev && ino == cur.ino) {
+			continue
+		}
+		gens = append(gens, gen{name, fi.ModTime()})
+	}
+	sort.SliceStable(gens, func(i, j int) bool { return gens[i].mtime.Before(gens[j].mtime) })
+	names := make([]string, len(gens))
+	for i, g := range gens {
+		names[i] = g.name
+	}
+	return names
 }
 
 func (s *File) closeOld() {

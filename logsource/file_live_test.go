@@ -250,6 +250,17 @@ func TestFileRestartResumes(t *testing.T) {
 			w.reopen()
 			w.write(100)
 		}},
+		{"rotated twice while down, nothing compressed", func(w *liveWriter) {
+			w.write(50)
+			mustRename(w.t, w.path, w.path+".1")
+			w.reopen()
+			time.Sleep(20 * time.Millisecond) // distinct mtimes for the generations
+			w.write(50)
+			mustRename(w.t, w.path+".1", w.path+".2")
+			mustRename(w.t, w.path, w.path+".1")
+			w.reopen()
+			w.write(50)
+		}},
 		{"rotated twice, the older one compressed away", func(w *liveWriter) {
 			w.write(50)
 			mustRename(w.t, w.path, w.path+".1")

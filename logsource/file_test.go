@@ -368,6 +368,20 @@ func TestFileResume(t *testing.T) {
 			appendFile(t, s.path, "d\n")
 			return s.pos
 		}, []string{"b", "d"}, 1, 0},
+		{"rotated twice while stopped: finish path.2, path.1 whole, then the new file", func(t *testing.T, s setup) Position {
+			appendFile(t, s.path, "c\n")
+			os.Rename(s.path, s.path+".1")
+			appendFile(t, s.path, "d\n")
+			os.Rename(s.path+".1", s.path+".2")
+			os.Rename(s.path, s.path+".1")
+			appendFile(t, s.path, "e\n")
+			now := time.Now()
+			os.Chtimes(s.path+".2", now.Add(-2*time.Hour), now.Add(-2*time.Hour))
+			os.Chtimes(s.path+".1", now.Add(-time.Hour), now.Add(-time.Hour))
+			os.WriteFile(s.path+".3", []byte("older generation, never replayed\n"), 0o644)
+			os.Chtimes(s.path+".3", now.Add(-3*time.Hour), now.Add(-3*time.Hour))
+			return s.pos
+		}, []string{"b", "c", "d", "e"}, 3, 0},
 		{"rotated and compressed while stopped: the new file from its start", func(t *testing.T, s setup) Position {
 			os.Rename(s.path, s.path+".1.gz")
 			appendFile(t, s.path, "d\n")
