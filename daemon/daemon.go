@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -281,11 +282,38 @@ func (d *Daemon) noteStateErr(err error) {
 func (d *Daemon) Run(ctx context.Context) error {
 	d.started = d.clk.Now()
 	cfg := d.cur.Load().cfg
+	// Everything that can refuse to start is tried before the firewall
+	// is touched: nothing is half-applied by a daemon that cannot run.
+	var ctl *net.UnixListener
+	if !d.opt.NoControl {
+		var err error
+		if ctl, err = listenControl(cfg.Daemon.ControlSocket); err != nil {
+			d.grants.Stop()
+			return err
+		}
+	}
+	closeCtl := func() {
+		if ctl != nil {
+			ctl.Close()
+		}
+	}
 	st, err := d.restoreState()
 	if err != nil {
+		closeCtl()
+		d.grants.Stop()
 		return err
 	}
+	if d.source == nil {
+		src, err := d.opt.OpenSource(st.Position)
+		if err != nil {
+			closeCtl()
+			d.grants.Stop()
+			return fmt.Errorf("log source: %w", err)
+		}
+		d.source = src
+	}
 	if err := d.backend.Setup(ctx); err != nil {
+		closeCtl()
 		d.grants.Stop()
 		return &FirewallError{Op: "setup", Backend: d.backend.Name(), Err: err}
 	}
@@ -295,24 +323,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.doors.Restore(st.DoorPending); err != nil {
 		d.log.Error("pending door stop commands not restored", "err", err)
 	}
-	if d.source == nil {
-		src, err := d.opt.OpenSource(st.Position)
-		if err != nil {
-			d.grants.Stop()
-			return fmt.Errorf("log source: %w", err)
-		}
-		d.source = src
-	}
-
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	if !d.opt.NoControl {
-		ctl, err := listenControl(cfg.Daemon.ControlSocket)
-		if err != nil {
-			d.grants.Stop()
-			return err
-		}
+	if ctl != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.serveControl(runCtx, ctl) }()
 	}
