@@ -374,6 +374,15 @@ func TestStatusAndRevoke(t *testing.T) {
 		t.Errorf("revoke via the daemon: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 
+	fwBefore, _ := os.ReadFile(fw)
+	r = runApp(t, nil, "-c", cfgPath, "run")
+	if r.code != exitRuntime || !strings.Contains(r.stderr, "another knockdaemon is running") {
+		t.Errorf("second daemon: %d %q", r.code, r.stderr)
+	}
+	if fwAfter, _ := os.ReadFile(fw); !bytes.Equal(fwBefore, fwAfter) {
+		t.Errorf("a refused second daemon touched the firewall:\n%s", fwAfter[len(fwBefore):])
+	}
+
 	r = runApp(t, nil, "-c", cfgPath, "teardown")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "the daemon is running") {
 		t.Errorf("teardown while running: %d %q", r.code, r.stderr)
