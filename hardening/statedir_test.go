@@ -39,9 +39,9 @@ func (e *env) mountTmpfs(name, size string) string {
 func TestStateDirFaults(t *testing.T) {
 	netnstest.Require(t, "mount", "umount")
 	for _, c := range []struct {
-		name  string
+		name   string
 		break_ func(dir string)
-		mend  func(dir string)
+		mend   func(dir string)
 	}{
 		{"disk full",
 			func(dir string) {
