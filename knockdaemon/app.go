@@ -323,7 +323,7 @@ func (e *env) runCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if dry {
+	if dry || cfg.Backend.Type == "dry-run" {
 		// A dry run must not leave grants in the real state file (the
 		// next real start would apply them) nor take the real daemon's
 		// control socket.
