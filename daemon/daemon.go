@@ -500,7 +500,13 @@ func (d *Daemon) handleLine(l logsource.Line) {
 		return
 	}
 	d.ctr.lines.Add(1)
+	d.process(l)
+	// The position moves past the line only once it has been handled, so
+	// a crash never skips a knock that was still being decided.
 	d.notePos(l.Pos)
+}
+
+func (d *Daemon) process(l logsource.Line) {
 	h := &d.hit
 	if err := logparse.Parse(l.Text, h); err != nil {
 		if err != logparse.ErrNotFirewall {
