@@ -342,6 +342,7 @@ func (c *converter) action(kd *Door, dc *door.Config, notes *[]string) []string 
 			if a.until {
 				dc.CmdTimeout = "0s"
 				*notes = append(*notes, "knockd ran no stop_command: the port stays open until a close door (or knockdaemon revoke) closes it")
+				c.warn(kd.StartCommand.Line, kd.Name, "the opening has no time limit (knockd ran no stop_command), as before; consider cmd_timeout = \"1h\" or shorter")
 			} else {
 				dc.CmdTimeout = fmt.Sprintf("%ds", cmdTimeout)
 			}

@@ -85,6 +85,7 @@ func TestConvertFixtures(t *testing.T) {
 			warnings: []string{
 				"debian-knockd.conf:5: [openSSH] sequence 7000,8000,9000 is in ascending order",
 				"debian-knockd.conf:7: [openSSH] iptables commands translated to open",
+				"debian-knockd.conf:7: [openSSH] the opening has no time limit",
 				"debian-knockd.conf:13: [closeSSH] iptables -D command translated to close",
 				"debian-knockd.conf:19: [openHTTPS] commands kept",
 			},
