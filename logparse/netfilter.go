@@ -36,7 +36,7 @@ func Parse(line []byte, h *Hit) error {
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1] // CRLF files
 	}
-	if bytes.Index(line, keySRC) < 0 {
+	if IndexSRC(line) < 0 {
 		if IndexIPFW(line) < 0 {
 			return ErrNotFirewall
 		}
@@ -654,7 +654,25 @@ func pveAnchor(line []byte) int {
 // netfilter line holds one; a line without it or "ipfw: " is not firewall
 // output (Parse returns ErrNotFirewall), so a reader may skip such lines
 // without calling Parse.
-func IndexSRC(b []byte) int { return bytes.Index(b, keySRC) }
+//
+// It looks for the '=' and checks the three bytes before: 'S' is so
+// common in log text (SHA256, Started, Session, SYN) that bytes.Index,
+// led by it, stops every few bytes, while '=' is rare outside firewall
+// lines. On the 1M-line mix of bench/ this is about 5x faster.
+func IndexSRC(b []byte) int {
+	off := 0
+	for {
+		i := bytes.IndexByte(b[off:], '=')
+		if i < 0 {
+			return -1
+		}
+		i += off
+		if i >= 3 && b[i-3] == 'S' && b[i-2] == 'R' && b[i-1] == 'C' {
+			return i - 3
+		}
+		off = i + 1
+	}
+}
 
 // IndexIPFW returns the index of the first "ipfw: " in b, or -1. It looks
 // for "fw: " and checks the two bytes before: 'i' is so common in text

@@ -1,8 +1,10 @@
 package logparse
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -261,9 +263,26 @@ func TestIndexSRC(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
 		want int
-	}{{"IN= SRC=1", 4}, {"MACSRC=x", 3}, {"nothing", -1}, {"", -1}} {
+	}{{"IN= SRC=1", 4}, {"MACSRC=x", 3}, {"nothing", -1}, {"", -1},
+		{"=SRC=", 1}, {"RC= SR= C= SRC", -1}, {"a=b SRC=", 4}, {"SRC=SRC=", 0}, {"==SRC===", 2}} {
 		if got := IndexSRC([]byte(tc.in)); got != tc.want {
 			t.Errorf("IndexSRC(%q) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestIndexSRCMatchesBytesIndex compares IndexSRC with bytes.Index on
+// random text rich in the bytes it looks at.
+func TestIndexSRCMatchesBytesIndex(t *testing.T) {
+	alphabet := []byte("SRC= \nx")
+	r := rand.New(rand.NewPCG(8, 8))
+	for n := range 20000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		if got, want := IndexSRC(b), bytes.Index(b, []byte("SRC=")); got != want {
+			t.Fatalf("case %d: IndexSRC(%q) = %d, bytes.Index gives %d", n, b, got, want)
 		}
 	}
 }

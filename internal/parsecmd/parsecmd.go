@@ -12,9 +12,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -67,6 +70,12 @@ const MaxPrefixes = 32
 // "ipfw: " for ipfw) across a whole buffer with vectorised searches, and
 // parses only the lines that hold one. logparse.Parse rejects the others
 // for the same reason, so the counts are the same as parsing every line.
+//
+// Unlike grep, it uses every CPU: the reading goroutine cuts the input
+// into chunks of whole lines (counting their newlines, so every chunk
+// knows its first line number), workers parse the chunks in parallel,
+// and their output and counts are merged strictly in input order, so the
+// result is the same as one pass over the input would give.
 func Run(r io.Reader, w io.Writer, opts Options) (Summary, error) {
 	switch opts.Format {
 	case "", "text", "json":
@@ -78,17 +87,117 @@ func Run(r io.Reader, w io.Writer, opts Options) (Summary, error) {
 	}
 	// logparse trims the prefix it reports; "knock: " means "knock:"
 	opts.Prefix = strings.TrimSpace(opts.Prefix)
-	rn := &runner{
-		opts: opts, json: opts.Format == "json",
-		lo: int(opts.Base), hi: int(opts.Base) + 255,
-		bw: bufio.NewWriterSize(w, 64<<10),
+
+	workers := min(runtime.GOMAXPROCS(0), maxWorkers)
+	p := &pipeline{
+		opts: opts,
+		bw:   bufio.NewWriterSize(w, 64<<10),
+		// Two chunks in flight per worker keep them busy while the
+		// reader fills the next; one more is being read.
+		free:     make(chan []byte, 2*workers+1),
+		jobs:     make(chan *chunk, 2*workers),
+		results:  make(chan *chunk, 2*workers+1),
+		inflight: make(chan struct{}, 4*workers+2),
 	}
-	buf := make([]byte, MaxLine)
+	for range cap(p.free) {
+		p.free <- make([]byte, chunkSize)
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.work()
+		}()
+	}
+	merged := make(chan struct{})
+	go func() {
+		defer close(merged)
+		p.merge()
+	}()
+	readErr := p.read(r)
+	close(p.jobs)
+	wg.Wait()
+	close(p.results)
+	<-merged
+	if readErr != nil {
+		return p.s, readErr
+	}
+	if p.werr != nil {
+		return p.s, p.werr
+	}
+	return p.s, p.bw.Flush()
+}
+
+const (
+	// chunkSize is the read buffer of one chunk. It holds a whole line of
+	// MaxLine bytes, so a line that does not fit is too long.
+	chunkSize = MaxLine
+	// maxWorkers bounds the parsing goroutines: beyond a few, reading and
+	// merging are the limit.
+	maxWorkers = 8
+)
+
+// chunk is a run of whole lines and, once parsed, what came of them.
+type chunk struct {
+	seq   int
+	buf   []byte // the read buffer, returned to the pool after parsing
+	data  []byte // whole lines, each ending in '\n'
+	first int    // line number of the line before data's first line
+	// Results.
+	s     Summary  // counts; Lines is the number of lines in data
+	out   []byte   // printed hits
+	order []string // the keys of s.Prefixes in the order first seen
+	// tooLong lines seen by the reader just before data.
+	tooLong int
+}
+
+// pipeline is one Run: a reader, parsing workers and an ordered merger.
+type pipeline struct {
+	opts    Options
+	free    chan []byte
+	jobs    chan *chunk
+	results chan *chunk
+	// Owned by merge until it returns.
+	s    Summary
+	bw   *bufio.Writer
+	werr error
+	// failed is set by merge when writing fails: reading stops.
+	failed atomic.Bool
+	// inflight bounds the chunks sent but not yet merged, so a slow
+	// chunk cannot make the merger hold an unbounded backlog.
+	inflight chan struct{}
+}
+
+// read cuts r into chunks of whole lines and sends them to the workers.
+// Lines longer than MaxLine are skipped and counted here.
+func (p *pipeline) read(r io.Reader) error {
+	buf := <-p.free
 	n := 0
 	eof := false
 	skipping := false // inside a line of MaxLine bytes or more
 	empty := 0
+	lines := 0   // lines handed on so far, too long ones included
+	tooLong := 0 // too-long lines not yet reported in a chunk
+	seq := 0
+	send := func(data []byte, nlines int, next []byte) {
+		c := &chunk{seq: seq, buf: buf, data: data, first: lines, tooLong: tooLong}
+		seq++
+		lines += nlines
+		tooLong = 0
+		p.inflight <- struct{}{}
+		p.jobs <- c
+		buf = next
+	}
+	defer func() {
+		// What is left: an empty chunk carries the last too-long
+		// count to the merger and gives the buffer back.
+		send(nil, 0, nil)
+	}()
 	for {
+		if p.failed.Load() {
+			return nil // merge reports the write error
+		}
 		if !eof && n < len(buf) {
 			k, err := r.Read(buf[n:])
 			n += k
@@ -96,10 +205,10 @@ func Run(r io.Reader, w io.Writer, opts Options) (Summary, error) {
 			case err == io.EOF:
 				eof = true
 			case err != nil:
-				return rn.s, err
+				return err
 			case k == 0:
 				if empty++; empty > 100 {
-					return rn.s, io.ErrNoProgress
+					return io.ErrNoProgress
 				}
 				continue
 			}
@@ -111,17 +220,19 @@ func Run(r io.Reader, w io.Writer, opts Options) (Summary, error) {
 			switch {
 			case n == len(buf): // no end in sight: a line too long
 				if !skipping {
-					rn.s.Lines++
-					rn.s.TooLong++
+					lines++
+					tooLong++
 					skipping = true
 				}
 				n = 0
 			case eof:
 				if n > 0 && !skipping {
-					rn.s.Lines++
-					rn.line(data, rn.s.Lines)
+					// The last line has no newline (n < len(buf)
+					// here): give it one.
+					buf[n] = '\n'
+					send(buf[:n+1], 1, <-p.free)
 				}
-				return rn.s, rn.flush()
+				return nil
 			}
 			continue
 		}
@@ -131,13 +242,90 @@ func Run(r io.Reader, w io.Writer, opts Options) (Summary, error) {
 			region = region[i+1:]
 			skipping = false
 		}
-		rn.region(region)
-		if rn.err != nil {
-			return rn.s, rn.err
-		}
-		n = copy(buf, data[last+1:])
+		next := <-p.free
+		rest := copy(next, data[last+1:])
+		send(region, bytes.Count(region, nl), next)
+		n = rest
 		if eof && n == 0 {
-			return rn.s, rn.flush()
+			return nil
+		}
+	}
+}
+
+// work parses chunks.
+func (p *pipeline) work() {
+	rn := &runner{opts: p.opts, json: p.opts.Format == "json",
+		lo: int(p.opts.Base), hi: int(p.opts.Base) + 255}
+	for c := range p.jobs {
+		if len(c.data) > 0 {
+			rn.s = Summary{Lines: c.first}
+			rn.out, rn.order = nil, nil
+			rn.region(c.data)
+			c.s = rn.s
+			c.s.Lines -= c.first
+			c.out, c.order = rn.out, rn.order
+		}
+		if c.buf != nil {
+			p.free <- c.buf
+			c.buf, c.data = nil, nil
+		}
+		p.results <- c
+	}
+}
+
+// merge adds up the chunks' counts and writes their output, in input
+// order.
+func (p *pipeline) merge() {
+	pending := map[int]*chunk{}
+	next := 0
+	for c := range p.results {
+		pending[c.seq] = c
+		for {
+			c, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			p.add(c)
+			<-p.inflight
+		}
+	}
+}
+
+func (p *pipeline) add(c *chunk) {
+	s, cs := &p.s, &c.s
+	s.Lines += c.tooLong + cs.Lines
+	s.TooLong += c.tooLong
+	s.Firewall += cs.Firewall
+	s.Hits += cs.Hits
+	s.Filtered += cs.Filtered
+	s.KnockHits += cs.KnockHits
+	s.Printed += cs.Printed
+	s.Malformed += cs.Malformed
+	s.Limits += cs.Limits
+	s.FromKernel += cs.FromKernel
+	for _, why := range cs.FirstWhy {
+		if len(s.FirstWhy) < p.opts.Reasons {
+			s.FirstWhy = append(s.FirstWhy, why)
+		}
+	}
+	// A chunk counts every prefix it saw, in the order first seen; the
+	// first MaxPrefixes of the whole input are kept, as in one pass.
+	for _, pfx := range c.order {
+		k := cs.Prefixes[pfx]
+		if _, ok := s.Prefixes[pfx]; ok || len(s.Prefixes) < MaxPrefixes {
+			if s.Prefixes == nil {
+				s.Prefixes = map[string]int{}
+			}
+			s.Prefixes[pfx] += k
+		} else {
+			s.OtherPrefixes += k
+		}
+	}
+	if len(c.out) > 0 && p.werr == nil {
+		if _, p.werr = p.bw.Write(c.out); p.werr != nil {
+			p.failed.Store(true)
 		}
 	}
 }
@@ -149,15 +337,7 @@ type runner struct {
 	s      Summary
 	h      logparse.Hit
 	out    []byte
-	bw     *bufio.Writer
-	err    error
-}
-
-func (rn *runner) flush() error {
-	if rn.err != nil {
-		return rn.err
-	}
-	return rn.bw.Flush()
+	order  []string // prefixes of s.Prefixes in the order first seen
 }
 
 // region handles complete lines, each ending in a newline.
@@ -205,14 +385,15 @@ func (rn *runner) line(line []byte, n int) {
 		if h.FromKernel {
 			s.FromKernel++
 		}
-		if _, ok := s.Prefixes[h.Prefix]; ok || len(s.Prefixes) < MaxPrefixes {
-			if s.Prefixes == nil {
-				s.Prefixes = map[string]int{}
-			}
-			s.Prefixes[h.Prefix]++
-		} else {
-			s.OtherPrefixes++
+		// Every prefix of the chunk; merge keeps the first
+		// MaxPrefixes of the input.
+		if s.Prefixes == nil {
+			s.Prefixes = map[string]int{}
 		}
+		if _, ok := s.Prefixes[h.Prefix]; !ok {
+			rn.order = append(rn.order, h.Prefix)
+		}
+		s.Prefixes[h.Prefix]++
 		if rn.opts.Prefix != "" && !strings.HasPrefix(h.Prefix, rn.opts.Prefix) {
 			s.Filtered++
 			return
@@ -222,16 +403,15 @@ func (rn *runner) line(line []byte, n int) {
 		if knock {
 			s.KnockHits++
 		}
-		if rn.opts.Quiet || (!knock && !rn.opts.AllPorts) || rn.err != nil {
+		if rn.opts.Quiet || (!knock && !rn.opts.AllPorts) {
 			return
 		}
 		s.Printed++
 		if rn.json {
-			rn.out = appendJSON(rn.out[:0], n, h)
+			rn.out = appendJSON(rn.out, n, h)
 		} else {
-			rn.out = appendText(rn.out[:0], n, h)
+			rn.out = appendText(rn.out, n, h)
 		}
-		_, rn.err = rn.bw.Write(rn.out)
 	case err == logparse.ErrNotFirewall:
 	default:
 		s.Firewall++
