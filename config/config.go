@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -382,9 +383,25 @@ func oneOf(v string, allowed ...string) bool {
 	return false
 }
 
+// resolve makes a relative path relative to the config file's directory
+// (a daemon's working directory is nobody's business).
+func (c *Config) resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.Path), p)
+}
+
 // validate checks values and derives the parsed forms.
 func (c *Config) validate(pos []keyPos, add func(int, string, ...any)) {
 	at := func(key string) int { return lineOf(pos, key, -1) }
+	c.Daemon.StateFile = c.resolve(c.Daemon.StateFile)
+	c.Daemon.ControlSocket = c.resolve(c.Daemon.ControlSocket)
+	c.Source.Path = c.resolve(c.Source.Path)
+	for i := range c.Users {
+		c.Users[i].KeyFile = c.resolve(c.Users[i].KeyFile)
+		c.Users[i].PassphraseFile = c.resolve(c.Users[i].PassphraseFile)
+	}
 	d := &c.Daemon
 	if d.StateFile == "" {
 		add(at("daemon.state_file"), "daemon.state_file must not be empty")

@@ -288,3 +288,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestRelativePaths(t *testing.T) {
+	c, err := Parse("/etc/knockdaemon/knockdaemon.toml", []byte("[daemon]\nstate_file = \"state.json\"\n[source]\npath = \"../log/kern.log\"\n[[user]]\nname = \"a\"\nkey_file = \"keys/a.key\"\nports = [\"22\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Daemon.StateFile != "/etc/knockdaemon/state.json" || c.Source.Path != "/etc/log/kern.log" || c.Users[0].KeyFile != "/etc/knockdaemon/keys/a.key" {
+		t.Errorf("paths not resolved against the config's directory: %q %q %q", c.Daemon.StateFile, c.Source.Path, c.Users[0].KeyFile)
+	}
+	if c.Daemon.ControlSocket != "/run/knockdaemon/control.sock" {
+		t.Errorf("absolute default changed: %q", c.Daemon.ControlSocket)
+	}
+}
