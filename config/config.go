@@ -483,8 +483,8 @@ func (c *Config) validate(pos []keyPos, add func(int, string, ...any)) {
 	if !chainRE.MatchString(b.Chain) {
 		add(at("backend.chain"), "backend.chain %q: want 1 to 28 letters, digits, _ or -", b.Chain)
 	}
-	if f := strings.Fields(b.Table); len(f) != 2 || !oneOf(f[0], "ip", "ip6", "inet", "arp", "bridge", "netdev") || !nftRE.MatchString(f[1]) {
-		add(at("backend.table"), "backend.table %q: want \"FAMILY NAME\", for example \"inet filter\"", b.Table)
+	if f := strings.Fields(b.Table); len(f) != 2 || !oneOf(f[0], "ip", "ip6", "inet") || !nftRE.MatchString(f[1]) {
+		add(at("backend.table"), "backend.table %q: want \"FAMILY NAME\" with family inet, ip or ip6, for example \"inet filter\"", b.Table)
 	}
 	if !nftRE.MatchString(b.NftChain) {
 		add(at("backend.nft_chain"), "backend.nft_chain %q is not a chain name", b.NftChain)
