@@ -180,6 +180,13 @@ func main() {
 	rows = append(rows,
 		row{figure: "T2 of which log path + parse + decode (kmsg, daemon's 'accepted' stamp, median)", ours: g(kn, "log-accepted-median-ms"), target: "(report)", unit: "ms", whyOurs: notRun(kn)},
 	)
+	const sv, sa, nf, ns = "BenchmarkOpenPath/state/save", "BenchmarkOpenPath/state/append-dsync", "BenchmarkOpenPath/nft/fork", "BenchmarkOpenPath/nft/session"
+	rows = append(rows,
+		row{figure: "T2 open path: durable state write before the rule (state.Save)", ours: g(sv, "ns/op"), base: g(sa, "ns/op"), baseName: "O_DSYNC journal append (proposed)",
+			target: "(report)", unit: "ns", whyOurs: notRun(sv), whyBase: notRun(sa)},
+		row{figure: "T2 open path: nft add element, one fork each", ours: g(nf, "ns/op"), base: g(ns, "ns/op"), baseName: "long-lived nft -e -i (proposed)",
+			target: "(report)", unit: "ns", whyOurs: notRun(nf), whyBase: notRun(ns)},
+	)
 	const mb, ms = "BenchmarkDaemonMemory/flood=bursty", "BenchmarkDaemonMemory/flood=scattered"
 	rows = append(rows,
 		row{figure: "T3 idle RSS", ours: g(mb, "idle-rss-MB"), base: g(kd, "knockd-rss-MB"), baseName: "knockd idle RSS",
