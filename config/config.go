@@ -8,6 +8,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/knockdaemon/knock/door"
 	"github.com/knockdaemon/knock/logparse"
+	"github.com/knockdaemon/knock/rules"
 )
 
 // DefaultPath is where the daemon looks for its configuration.
@@ -383,6 +385,13 @@ func oneOf(v string, allowed ...string) bool {
 	return false
 }
 
+// noRunner lets the config build a backend only to validate it.
+type noRunner struct{}
+
+func (noRunner) Run(context.Context, []string) ([]byte, error) {
+	return nil, errors.New("config: validation only")
+}
+
 // resolve makes a relative path relative to the config file's directory
 // (a daemon's working directory is nobody's business).
 func (c *Config) resolve(p string) string {
@@ -498,11 +507,21 @@ func (c *Config) validate(pos []keyPos, add func(int, string, ...any)) {
 		b.RuleFirst, b.RuleLast = int(r.First), int(r.Last)
 	}
 	if b.Type == "exec" {
-		if strings.TrimSpace(b.Open) == "" {
+		switch {
+		case strings.TrimSpace(b.Open) == "":
 			add(at("backend.open"), "backend.open must be set for type = \"exec\"")
-		}
-		if strings.TrimSpace(b.Close) == "" {
+		case strings.TrimSpace(b.Close) == "":
 			add(at("backend.close"), "backend.close must be set for type = \"exec\"")
+		default:
+			// The backend's own template checks (quoting, placeholders),
+			// placed on the template's line.
+			if _, err := rules.NewExec(noRunner{}, b.Open, b.Close); err != nil {
+				key := "backend.open"
+				if strings.Contains(err.Error(), "close template") {
+					key = "backend.close"
+				}
+				add(at(key), "%s: %v", key, err)
+			}
 		}
 	}
 

@@ -161,6 +161,8 @@ func TestParseBad(t *testing.T) {
 		{"bad netns", "[backend]\nnetns = \"../x\"\n" + userBlock, 2, "backend.netns"},
 		{"bad rule range", "[backend]\nrule_range = \"10-5\"\n" + userBlock, 2, "range ends before"},
 		{"exec without templates", "[backend]\ntype = \"exec\"\n" + userBlock, 0, "backend.open must be set"},
+		{"exec template with an unknown placeholder", "[backend]\ntype = \"exec\"\nopen = \"/sbin/fw %IP%\"\nclose = \"/sbin/fw %ADDR%\"\n" + userBlock, 4, "unknown placeholder %ADDR%"},
+		{"exec template with an open quote", "[backend]\ntype = \"exec\"\nopen = \"/sbin/fw '%IP%\"\nclose = \"/sbin/fw %IP%\"\n" + userBlock, 3, "backend.open"},
 		{"bad source type", "[source]\ntype = \"pcap\"\n" + userBlock, 2, "source.type"},
 		{"bad log format", "[daemon]\nlog_format = \"xml\"\n" + userBlock, 2, "log_format"},
 		{"no users", "[daemon]\n", 0, "no [[user]]"},
