@@ -42,8 +42,11 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, id: netnstest.RandHex(3), sport: 30000}
 	e.prefix = "hk" + e.id + ":"
 	e.dir = t.TempDir()
-	if err := os.Chmod(e.dir, 0o755); err != nil {
-		t.Fatal(err)
+	// The user nobody (logger in the syslog tests) must reach into it.
+	for _, d := range []string{filepath.Dir(e.dir), e.dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.keyPath, e.key = e.newKey("alice")
 	return e

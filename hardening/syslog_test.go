@@ -1,0 +1,449 @@
+package hardening
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/knockdaemon/knock/cipher"
+	"github.com/knockdaemon/knock/internal/netnstest"
+)
+
+// syslogd is an rsyslogd of the test's own: it listens on a private
+// /dev/log-like socket (any local user may write to it) and writes what it
+// gets to files, as a distribution's rsyslog writes kern.log.
+type syslogd struct {
+	t    *testing.T
+	dir  string
+	sock string
+	pidf string
+	conf string
+	cmd  *exec.Cmd
+}
+
+// newSyslogd starts rsyslogd with the given output rules (%s in them is
+// replaced by the directory).
+func newSyslogd(t *testing.T, dir, rules string) *syslogd {
+	t.Helper()
+	netnstest.Require(t, "rsyslogd")
+	s := &syslogd{t: t, dir: dir, sock: filepath.Join(dir, "log.sock"), pidf: filepath.Join(dir, "rsyslogd.pid"),
+		conf: filepath.Join(dir, "rsyslog.conf")}
+	conf := fmt.Sprintf("global(workDirectory=%q)\nmodule(load=\"imuxsock\" SysSock.Use=\"off\")\n"+
+		"input(type=\"imuxsock\" Socket=%q RateLimit.Interval=\"0\")\n%s\n", dir, s.sock, rules)
+	if err := os.WriteFile(s.conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *syslogd) start() {
+	s.t.Helper()
+	os.Remove(s.pidf)
+	s.cmd = exec.Command("rsyslogd", "-n", "-f", s.conf, "-i", s.pidf)
+	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		netnstest.Unavailable(s.t, "cannot start rsyslogd: %v", err)
+	}
+	for range 500 {
+		if _, err := os.Stat(s.sock); err == nil {
+			if _, err := os.Stat(s.pidf); err == nil {
+				os.Chmod(s.sock, 0o666)
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.t.Fatal("rsyslogd did not create its socket and pid file")
+}
+
+func (s *syslogd) stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+	os.Remove(s.sock)
+}
+
+func (s *syslogd) hup() {
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGHUP)
+	}
+}
+
+// sender writes syslog datagrams to the socket, reconnecting (and
+// retrying, bounded) while rsyslogd restarts.
+type sender struct {
+	s    *syslogd
+	conn net.Conn
+}
+
+func (w *sender) send(msg string) error {
+	for range 2000 {
+		if w.conn == nil {
+			c, err := net.Dial("unixgram", w.s.sock)
+			if err != nil {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			w.conn = c
+		}
+		if _, err := w.conn.Write([]byte(msg)); err == nil {
+			return nil
+		}
+		w.conn.Close()
+		w.conn = nil
+	}
+	return fmt.Errorf("rsyslogd did not take %q", msg)
+}
+
+// kernelMsg is the knock's LOG line as a syslog datagram with the tag
+// "kernel", the way a forger (or this test) writes it to /dev/log.
+func kernelMsg(line string) string {
+	i := strings.Index(line, "kernel: ")
+	return "<4>Nov 21 06:00:00 " + line[i:]
+}
+
+// TestLogChurnExactlyOnce follows a kern.log written by a real rsyslogd
+// while knocks keep arriving and the log rotates (rename + HUP),
+// disappears (unlink + HUP), is truncated (copytruncate), rsyslogd
+// restarts, and the daemon itself restarts (resuming at its saved
+// position). Every knock that reached the log is processed exactly once:
+// as many accepted events as knocks sent, no rejection at all (a line read
+// twice would make a replay), every source opened once.
+func TestLogChurnExactlyOnce(t *testing.T) {
+	e := newEnv(t)
+	logDir := filepath.Join(e.dir, "log")
+	if err := os.Mkdir(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kern := filepath.Join(logDir, "kern.log")
+	if err := os.WriteFile(kern, nil, 0o644); err != nil { // rsyslogd creates it only on the first message
+		t.Fatal(err)
+	}
+	sd := newSyslogd(t, logDir, fmt.Sprintf("*.* action(type=\"omfile\" file=%q template=\"RSYSLOG_TraditionalFileFormat\")", kern))
+	conf := e.config(cfg{source: "file", path: kern, user: "ports = [\"20000-29999\"]\nmax_minutes = 60\n"})
+	procs := []*proc{e.start(conf, nil)}
+	time.Sleep(300 * time.Millisecond) // the file source opens and seeks
+
+	const knocks = 60
+	var (
+		mu     sync.Mutex
+		paused bool
+		sent   int
+	)
+	resume := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		w := &sender{s: sd}
+		for k := 0; k < knocks; k++ {
+			mu.Lock()
+			for paused {
+				mu.Unlock()
+				<-resume
+				mu.Lock()
+			}
+			src := netip.AddrFrom4([4]byte{198, 18, 90, byte(k + 1)})
+			lines := e.seqLines(src, cipher.Request{Port: uint16(20000 + k), Time: 1})
+			mu.Unlock()
+			for _, l := range lines {
+				if err := w.send(kernelMsg(l)); err != nil {
+					errc <- err
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			mu.Lock()
+			sent++
+			mu.Unlock()
+			time.Sleep(40 * time.Millisecond)
+		}
+		errc <- nil
+	}()
+	accepted := func() int {
+		n := 0
+		for _, p := range procs {
+			n += p.count(map[string]string{"event": "accepted"})
+		}
+		return n
+	}
+	// waitCaught pauses the sender and waits until every knock sent so
+	// far is accepted.
+	waitCaught := func(what string) {
+		mu.Lock()
+		paused = true
+		mu.Unlock()
+		time.Sleep(100 * time.Millisecond) // a knock in flight completes
+		mu.Lock()
+		want := sent
+		mu.Unlock()
+		deadline := time.Now().Add(20 * time.Second)
+		for accepted() < want && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := accepted(); got < want {
+			t.Errorf("before %s: %d of %d knocks accepted", what, got, want)
+		}
+	}
+	unpause := func() {
+		mu.Lock()
+		paused = false
+		mu.Unlock()
+		select {
+		case resume <- struct{}{}:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	steps := []struct {
+		name string
+		do   func()
+	}{
+		{"rotate (rename, HUP)", func() {
+			if err := os.Rename(kern, kern+".1"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			sd.hup()
+		}},
+		{"disappear and reappear (unlink, HUP)", func() {
+			if err := os.Remove(kern); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+			sd.hup()
+		}},
+		{"copytruncate", func() {
+			// Truncation destroys what no one has read yet; the test
+			// truncates when the daemon has caught up, with the sender
+			// paused, so that every knock that reached the log stays
+			// readable.
+			waitCaught("copytruncate")
+			data, err := os.ReadFile(kern)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(kern+".2", data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(kern, 0); err != nil {
+				t.Fatal(err)
+			}
+			unpause()
+		}},
+		{"rsyslogd restarts", func() {
+			sd.stop()
+			time.Sleep(200 * time.Millisecond)
+			sd.start()
+		}},
+		{"knockdaemon restarts (resumes at its saved position)", func() {
+			p := procs[len(procs)-1]
+			time.Sleep(1200 * time.Millisecond) // the position is saved every second
+			p.stop()
+			time.Sleep(200 * time.Millisecond)
+			procs = append(procs, e.start(conf, nil))
+		}},
+		{"rotate again", func() {
+			if err := os.Rename(kern, kern+".3"); err != nil {
+				t.Fatal(err)
+			}
+			sd.hup()
+		}},
+	}
+	for _, s := range steps {
+		time.Sleep(350 * time.Millisecond)
+		mu.Lock()
+		n := sent
+		mu.Unlock()
+		t.Logf("%s after %d knocks sent", s.name, n)
+		s.do()
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the sender did not finish")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for accepted() < knocks && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+
+	opened := map[string]int{}
+	rejected := 0
+	for _, p := range procs {
+		for _, ev := range p.events(0, map[string]string{"event": "accepted"}) {
+			opened[ev.get("src")]++
+		}
+		for _, ev := range p.events(0, map[string]string{"event": "rejected"}) {
+			rejected++
+			t.Errorf("rejected: %v", ev)
+		}
+	}
+	acc := accepted()
+	t.Logf("%d knocks sent, %d accepted, %d rejected, %d daemon runs", knocks, acc, rejected, len(procs))
+	if acc != knocks {
+		t.Errorf("%d knocks accepted, want exactly %d (each once)", acc, knocks)
+	}
+	for src, n := range opened {
+		if n != 1 {
+			t.Errorf("%s accepted %d times", src, n)
+		}
+	}
+	if len(opened) != knocks {
+		t.Errorf("%d sources opened, want %d", len(opened), knocks)
+	}
+}
+
+// forgeAsNobody writes each line to the syslog socket as the user nobody:
+// with logger -t kernel (util-linux logger turns the kern facility into
+// user, so the line lands in *.* and user.* files such as /var/log/syslog
+// or /var/log/messages) or as a raw datagram with priority <4>
+// (kern.warning), which imuxsock accepts from anyone, so the line lands in
+// kern.* files such as /var/log/kern.log.
+func forgeAsNobody(t *testing.T, sock string, raw bool, lines []string) {
+	t.Helper()
+	var cmd *exec.Cmd
+	if raw {
+		cmd = exec.Command("runuser", "-u", "nobody", "--", "perl", "-MSocket", "-e",
+			`socket(my $s, PF_UNIX, SOCK_DGRAM, 0) or die "socket: $!";
+			 while (my $l = <STDIN>) { chomp $l; defined(send($s, "<4>Nov 21 06:00:00 kernel: $l", 0, pack_sockaddr_un($ARGV[0]))) or die "send: $!" }`,
+			sock)
+	} else {
+		cmd = exec.Command("runuser", "-u", "nobody", "--", "logger", "-u", sock, "-t", "kernel", "-p", "kern.warning")
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l[strings.Index(l, "kernel: ")+len("kernel: "):])
+		b.WriteByte('\n')
+	}
+	cmd.Stdin = strings.NewReader(b.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("forging as nobody: %v: %s", err, out)
+	}
+}
+
+// TestForgedSyslogLines: any local user can write to a syslog daemon's
+// /dev/log, so a file source written by such a daemon can be fed forged
+// LOG lines (docs/SECURITY.md). The test shows it with a real rsyslogd and
+// the user nobody, both ways (logger -t kernel into a *.* file, a raw
+// kern.warning datagram into a kern.* file): the forged lines land in the
+// files as kernel lines do and the daemon counts them as hits; without the
+// key they grant nothing, whatever they carry: a captured knock replayed
+// from a spoofed address, random knocks, garbage. The rsyslog filter the
+// document recommends ($inputname == "imklog") keeps them out of the file
+// altogether.
+func TestForgedSyslogLines(t *testing.T) {
+	netnstest.Require(t, "logger", "runuser", "perl")
+	for _, raw := range []bool{false, true} {
+		name := map[bool]string{false: "logger_into_syslog", true: "raw_kern_datagram_into_kern.log"}[raw]
+		t.Run(name, func(t *testing.T) { testForged(t, raw) })
+	}
+}
+
+func testForged(t *testing.T, raw bool) {
+	e := newEnv(t)
+	logDir := filepath.Join(e.dir, "log")
+	if err := os.Mkdir(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kernLog := filepath.Join(logDir, "kern.log")
+	syslogLog := filepath.Join(logDir, "syslog")
+	hardened := filepath.Join(logDir, "kern-imklog.log")
+	for _, f := range []string{kernLog, syslogLog, hardened} {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sd := newSyslogd(t, logDir, fmt.Sprintf(
+		"kern.* action(type=\"omfile\" file=%q template=\"RSYSLOG_TraditionalFileFormat\")\n"+
+			"if $inputname == \"imklog\" then action(type=\"omfile\" file=%q template=\"RSYSLOG_TraditionalFileFormat\")\n"+
+			"*.* action(type=\"omfile\" file=%q template=\"RSYSLOG_TraditionalFileFormat\")",
+		kernLog, hardened, syslogLog))
+	followed := syslogLog
+	if raw {
+		followed = kernLog
+	}
+	conf := e.config(cfg{source: "file", path: followed})
+	p := e.start(conf, nil)
+	time.Sleep(300 * time.Millisecond)
+
+	// A legitimate knock (root writes it here; only the key matters),
+	// accepted and captured: the attacker replays it from X.
+	owner := addr("198.18.95.1")
+	captured := e.seqLines(owner, cipher.Request{Port: 22, Time: 1})
+	w := &sender{s: sd}
+	mark := p.mark()
+	for _, l := range captured {
+		if err := w.send(kernelMsg(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.mustWait(mark, 20*time.Second, map[string]string{"event": "opened", "addr": owner.String()})
+
+	x := addr("198.18.95.66")
+	forged := e.resend(captured, owner, x)
+	for i := 0; i < 3; i++ { // random knocks for X
+		for j := 0; j < 8; j++ {
+			e.sport++
+			forged = append(forged, e.hitLine(x, e.sport, uint16(745+(i*37+j*91)%256)))
+		}
+	}
+	forged = append(forged, "kernel: "+e.prefix+" IN=eth0 SRC=\xff\xfe DPT=800 SYN")
+	forgeAsNobody(t, sd.sock, raw, forged)
+
+	// Then another legitimate knock: everything before it was handled.
+	mark = p.mark()
+	legit := addr("198.18.95.2")
+	for _, l := range e.seqLines(legit, cipher.Request{Port: 22, Time: 2}) {
+		if err := w.send(kernelMsg(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.mustWait(mark, 20*time.Second, map[string]string{"event": "opened", "addr": legit.String()})
+
+	text, _ := os.ReadFile(followed)
+	if !strings.Contains(string(text), "SRC="+x.String()) {
+		t.Fatalf("the forged lines did not reach %s; the premise of the test failed:\n%s", followed, text)
+	}
+	st := status(t, conf)
+	t.Logf("forged lines in %s: yes; daemon: hits %d candidates %d accepted %d rejected %v",
+		filepath.Base(followed), st.Counters.Hits, st.Counters.Candidates, st.Counters.Accepted, st.Counters.Rejected)
+	if st.Counters.Hits < 16+8 {
+		t.Errorf("the daemon saw %d hits: the forged lines did not reach it, the test shows nothing", st.Counters.Hits)
+	}
+	if n := p.count(map[string]string{"event": "accepted", "src": x.String()}); n != 0 {
+		t.Errorf("forged lines from %s were accepted %d times", x, n)
+	}
+	if st.Counters.Accepted != 2 || e.fwCount("open") != 2 {
+		t.Errorf("accepted %d, openings %q: want the two legitimate knocks only", st.Counters.Accepted, e.fwLog())
+	}
+	if p.count(map[string]string{"event": "rejected", "src": x.String(), "reason": "replay"}) == 0 {
+		t.Errorf("the replayed capture from %s was not rejected as a replay", x)
+	}
+	// The imklog-only file never holds a forged line.
+	if h, _ := os.ReadFile(hardened); strings.Contains(string(h), "SRC=") {
+		t.Errorf("forged lines reached the imklog-only file %s:\n%s", hardened, h)
+	}
+}
