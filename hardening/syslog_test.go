@@ -447,3 +447,57 @@ func testForged(t *testing.T, raw bool) {
 		t.Errorf("forged lines reached the imklog-only file %s:\n%s", hardened, h)
 	}
 }
+
+// TestKmsgCannotBeForged: /dev/kmsg is writable by root only, and even
+// root's records carry the user facility (the kernel never lets a write
+// claim facility 0). The daemon following /dev/kmsg reads eight records
+// root wrote that spell a valid knock for X, and counts them as malformed
+// (not kernel facility), not as hits; nobody cannot write there at all.
+func TestKmsgCannotBeForged(t *testing.T) {
+	netnstest.Require(t, "runuser")
+	e := newEnv(t)
+	conf := e.config(cfg{source: "kmsg"})
+	p := e.start(conf, nil)
+	time.Sleep(300 * time.Millisecond) // the kmsg source seeks to the end
+
+	if out, err := exec.Command("runuser", "-u", "nobody", "--", "sh", "-c", "echo forged > /dev/kmsg").CombinedOutput(); err == nil {
+		t.Errorf("the user nobody could write to /dev/kmsg: %s", out)
+	}
+	x := addr("198.18.96.1")
+	before := status(t, conf).Counters
+	f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
+	if err != nil {
+		netnstest.Unavailable(t, "cannot open /dev/kmsg for writing: %v", err)
+	}
+	defer f.Close()
+	for _, l := range e.seqLines(x, cipher.Request{Port: 22, Time: 1}) {
+		// "<4>" asks for kern.warning; the kernel keeps the level and
+		// makes the facility user.
+		if _, err := f.WriteString("<4>" + l[strings.Index(l, e.prefix):]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var c = before
+	for time.Now().Before(deadline) {
+		c = status(t, conf).Counters
+		if c.Malformed-before.Malformed >= 8 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Other tests' kernel lines may count as malformed too: give the
+	// forged records time to be read before the final look.
+	time.Sleep(500 * time.Millisecond)
+	c = status(t, conf).Counters
+	t.Logf("forged /dev/kmsg records: malformed %d, hits %d, accepted %d", c.Malformed-before.Malformed, c.Hits-before.Hits, c.Accepted)
+	if c.Malformed-before.Malformed < 8 {
+		t.Errorf("the daemon did not see the eight forged records as malformed (%d)", c.Malformed-before.Malformed)
+	}
+	if c.Hits != before.Hits || c.Accepted != 0 || e.fwCount("open") != 0 {
+		t.Errorf("forged kmsg records became hits (%d) or grants (%d, %q)", c.Hits-before.Hits, c.Accepted, e.fwLog())
+	}
+	if n := p.count(map[string]string{"event": "accepted"}); n != 0 {
+		t.Errorf("%d accepted events", n)
+	}
+}
