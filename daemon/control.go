@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/knockdaemon/knock/door"
 	"github.com/knockdaemon/knock/grant"
 )
 
@@ -48,7 +49,11 @@ type Status struct {
 	Backend  string        `json:"backend,omitempty"`
 	Grants   []GrantStatus `json:"grants"`
 	Counters *Counters     `json:"counters,omitempty"`
-	Replay   int           `json:"replay_entries"`
+	// Doors are the knockd-style doors' counters, when doors are
+	// configured, and their stop commands still to run.
+	Doors       *door.Stats    `json:"doors,omitempty"`
+	DoorPending []door.Pending `json:"door_pending,omitempty"`
+	Replay      int            `json:"replay_entries"`
 	// StateWriteFailing is set while the state file cannot be written.
 	StateWriteFailing bool `json:"state_write_failing,omitempty"`
 }
@@ -111,6 +116,11 @@ func (d *Daemon) Status() Status {
 	// by one and without a log line each (the lockout event was logged).
 	c.Rejected[reasonNames[rLockout]] = as.LockedOutHits
 	st.Counters = c
+	if d.doors != nil {
+		ds := d.doors.Stats()
+		st.Doors = &ds
+		st.DoorPending = d.doors.Pending()
+	}
 	return st
 }
 
@@ -131,6 +141,7 @@ func StatusFromState(st State, now time.Time) Status {
 		}
 		s.Grants = append(s.Grants, grantStatus(g, rem, 0, ""))
 	}
+	s.DoorPending = st.DoorPending
 	for _, r := range st.Replay {
 		if !now.After(r.Until) {
 			s.Replay++

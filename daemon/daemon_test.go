@@ -431,6 +431,9 @@ close    = { ports = ["22"] }
 	if !found {
 		t.Errorf("door grant not in the state file: %+v", st.Grants)
 	}
+	if ds := h.d.Status().Doors; ds == nil || ds.Fired != 3 || ds.Hits != 9 {
+		t.Errorf("door stats in status = %+v", ds)
+	}
 	h.clk.Advance(2 * time.Minute)
 	h.wantOpen("203.0.113.9 tcp/22")
 }

@@ -555,6 +555,13 @@ func printStatus(w io.Writer, st daemon.Status) {
 		fmt.Fprintf(w, "openings: opened %d, extended %d, closed %d, open failed %d; sources tracked %d, locked out %d\n",
 			c.Opened, c.Extended, c.Closed, c.OpenFailed, c.Sources, c.LockedOut)
 	}
+	if ds := st.Doors; ds != nil {
+		fmt.Fprintf(w, "doors: hits %d, fired %d, not fired %d, progress reset %d, expired %d; sources tracked %d\n",
+			ds.Hits, ds.Fired, ds.NotFired, ds.Resets, ds.Expired, ds.Sources)
+	}
+	for _, p := range st.DoorPending {
+		fmt.Fprintf(w, "door %s: stop command for %s due %s\n", p.Door, p.Addr, p.Due.Local().Format(time.DateTime))
+	}
 	fmt.Fprintf(w, "replay cache: %d entries\n", st.Replay)
 }
 
