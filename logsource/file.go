@@ -65,7 +65,8 @@ type FileOptions struct {
 //     longer fits (the file was truncated or replaced while the daemon was
 //     down), the file is read from its beginning.
 //   - If the file at the path is another inode, the rotated file is looked
-//     for among the siblings (path.1, path.0, path-*, path.N, uncompressed)
+//     for among the siblings (path.1, path.0, path.N, path-DATE; not
+//     compressed ones)
 //     by inode and finished from the saved offset; siblings written after
 //     it (by mtime: later rotations while the daemon was stopped) are read
 //     whole, oldest first; then the new file is read from its beginning.
@@ -670,9 +671,9 @@ func (s *File) transient(op, name string, err error) {
 	}
 }
 
-// siblings lists the uncompressed files next to the log that rotation
-// may have produced: path.1 and path.0 first, then the others newest
-// name first (path-20261121, path.2, ...).
+// siblings lists the files next to the log that rotation may have
+// produced (uncompressed, see rotationSuffix): path.1 and path.0 first,
+// then the others newest name first (path-20261121, path.2, ...).
 func (s *File) siblings() []string {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -684,10 +685,7 @@ func (s *File) siblings() []string {
 		if len(n) <= len(s.base)+1 || !strings.HasPrefix(n, s.base) {
 			continue
 		}
-		if c := n[len(s.base)]; c != '.' && c != '-' {
-			continue
-		}
-		if isCompressed(n) || !e.Type().IsRegular() {
+		if !rotationSuffix(n[len(s.base):]) || !e.Type().IsRegular() {
 			continue
 		}
 		switch n[len(s.base):] {
@@ -703,13 +701,25 @@ func (s *File) siblings() []string {
 	return append(first, rest...)
 }
 
-func isCompressed(name string) bool {
-	for _, ext := range []string{".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".Z", ".zip", ".br"} {
-		if strings.HasSuffix(name, ext) {
-			return true
+// rotationSuffix reports whether suffix is what rotation appends to a
+// log's name: a separator, then digits with separators (".1", ".0",
+// "-20261121", "-2026-11-21_10"). Compressed files (".2.gz") and copies
+// such as ".bak" or ".old" are not rotated generations of the log.
+func rotationSuffix(suffix string) bool {
+	if len(suffix) < 2 || (suffix[0] != '.' && suffix[0] != '-') {
+		return false
+	}
+	digits := false
+	for _, c := range suffix[1:] {
+		switch {
+		case c >= '0' && c <= '9':
+			digits = true
+		case c == '.' || c == '-' || c == '_':
+		default:
+			return false
 		}
 	}
-	return false
+	return digits
 }
 
 // findInode returns the sibling with inode ino, or "".

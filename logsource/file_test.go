@@ -380,6 +380,7 @@ func TestFileResume(t *testing.T) {
 			os.Chtimes(s.path+".1", now.Add(-time.Hour), now.Add(-time.Hour))
 			os.WriteFile(s.path+".3", []byte("older generation, never replayed\n"), 0o644)
 			os.Chtimes(s.path+".3", now.Add(-3*time.Hour), now.Add(-3*time.Hour))
+			os.WriteFile(s.path+".bak", []byte("an admin's copy, never replayed\n"), 0o644)
 			return s.pos
 		}, []string{"b", "c", "d", "e"}, 3, 0},
 		{"rotated and compressed while stopped: the new file from its start", func(t *testing.T, s setup) Position {
@@ -473,5 +474,23 @@ func TestFileOldFileFirstWhenWriterSwitchesMidRead(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "A,B,C" {
 		t.Fatalf("lines = %q, want A, B, C in that order", got)
+	}
+}
+
+func TestRotationSuffix(t *testing.T) {
+	cases := []struct {
+		suffix string
+		want   bool
+	}{
+		{".1", true}, {".0", true}, {".12", true}, {"-20261121", true}, {"-2026-11-21_10", true}, {".1.3", true},
+		{".2.gz", false}, {".1.xz", false}, {".bak", false}, {".old", false}, {"-old", false},
+		{".", false}, {"-", false}, {"", false}, {"1", false}, {"_1", false}, {".-", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.suffix, func(t *testing.T) {
+			if got := rotationSuffix(tc.suffix); got != tc.want {
+				t.Fatalf("rotationSuffix(%q) = %v, want %v", tc.suffix, got, tc.want)
+			}
+		})
 	}
 }
