@@ -267,6 +267,20 @@ func (m *Manager) Open(ctx context.Context, k Key, user string, minutes uint8) (
 	if minutes > MaxMinutes {
 		return OpenFailed, Grant{}, fmt.Errorf("grant: %d minutes is out of range 0..%d (255 means close)", minutes, MaxMinutes)
 	}
+	return m.OpenFor(ctx, k, user, time.Duration(minutes)*time.Minute)
+}
+
+// OpenFor is Open with an exact duration: the grant expires d from now
+// (d at most MaxMinutes minutes), or never when d is 0. Doors use it:
+// knockd's cmd_timeout is in seconds.
+func (m *Manager) OpenFor(ctx context.Context, k Key, user string, d time.Duration) (Event, Grant, error) {
+	k, err := k.normalize()
+	if err != nil {
+		return OpenFailed, Grant{}, err
+	}
+	if d < 0 || d > MaxMinutes*time.Minute {
+		return OpenFailed, Grant{}, fmt.Errorf("grant: duration %v is out of range 0..%dm", d, MaxMinutes)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopped {
@@ -274,8 +288,8 @@ func (m *Manager) Open(ctx context.Context, k Key, user string, minutes uint8) (
 	}
 	now := m.clock.Now()
 	var exp time.Time
-	if minutes > 0 {
-		exp = now.Add(time.Duration(minutes) * time.Minute)
+	if d > 0 {
+		exp = now.Add(d)
 	}
 
 	e := m.grants[k]
