@@ -59,7 +59,7 @@ define gotest
 	pass=$$(grep -cE '^[[:space:]]*--- PASS' "$$log" || true)
 	fail=$$(grep -cE '^[[:space:]]*--- FAIL' "$$log" || true)
 	skip=$$(grep -cE '^[[:space:]]*--- SKIP' "$$log" || true)
-	echo "$(1): $$pass passed, $$fail failed, $$skip skipped (full log: $$log)"
+	echo "$(1): $$pass passed, $$fail failed, $$skip skipped in $${SECONDS}s (full log: $$log)"
 	if [[ $$skip -gt 0 && $${CI:-} == true ]]; then
 		echo "$(1): tests were skipped under CI=true:"
 		grep -E '^[[:space:]]*--- SKIP' -A1 "$$log"
@@ -97,7 +97,7 @@ fuzz:
 			n=$$((n + 1))
 		done
 	done <<<"$$list"
-	echo "fuzz: $$n targets, $(FUZZTIME) each"
+	echo "fuzz: $$n targets, $(FUZZTIME) each, $${SECONDS}s in all"
 
 # knockclient runs on laptops of every kind; knockdaemon also on FreeBSD (ipfw).
 cross:
@@ -109,6 +109,7 @@ cross:
 		echo "cross: knockdaemon for $$target"
 		GOOS=$${target%/*} GOARCH=$${target#*/} $(GO) build -o /dev/null ./knockdaemon
 	done
+	echo "cross: done in $${SECONDS}s"
 
 demo:
 	./demo.sh

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/base64"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -73,6 +74,29 @@ func TestKnockOpensAndCloses(t *testing.T) {
 	w.knock(c, c.ServerIP4, portA, 9)
 	expectOpenWithin(t, c, c.ServerIP4, portA, openWithin, "second knock")
 	expectClosed(t, other, other.ServerIP4, portA, "from a host that did not knock")
+
+	// A profile, as in examples/knockclient.toml: knockclient knock lab
+	// --wait-open knocks, waits until the port answers and says so;
+	// --close through the same profile closes it.
+	w.writeProfile(fmt.Sprintf(`[profile.lab]
+host = %q
+port = %d
+time = 7
+key_file = %q
+wait_open = true
+wait_timeout = "3s"
+`, c.ServerIP4, portB, w.clientKey))
+	expectClosed(t, c, c.ServerIP4, portB, "port B before the profile's knock")
+	if out, err := w.client(c, "knock", "lab"); err != nil {
+		t.Errorf("knockclient knock lab (profile, --wait-open): %v\n%s", err, out)
+	}
+	if !canConnect(c, c.ServerIP4, portB, openProbe) {
+		t.Errorf("port B closed after knockclient knock lab returned (it waited for it to open)")
+	}
+	if out, err := w.client(c, "knock", "lab", "--close", "--wait-open=false"); err != nil {
+		t.Errorf("knockclient knock lab --close: %v\n%s", err, out)
+	}
+	expectClosedWithin(t, c, c.ServerIP4, portB, 2*time.Second, "after knockclient knock lab --close")
 
 	// close_on_exit: SIGTERM closes what is open.
 	d.stop()

@@ -281,6 +281,25 @@ func netnsOf(w *world, c conf) string {
 	return w.net.Server
 }
 
+// writeProfile writes nobody's knockclient profile file
+// ($XDG_CONFIG_HOME/knockclient/config.toml), owned by nobody.
+func (w *world) writeProfile(text string) {
+	w.t.Helper()
+	dir := filepath.Join(w.clientHome, ".config", "knockclient")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		w.t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Join(w.clientHome, ".config"), dir, path} {
+		if err := os.Chown(p, w.nobody.uid, w.nobody.gid); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+}
+
 // runAsNobody runs argv as the user nobody, inside namespace ns when ns
 // is not empty, with HOME set to the client's home.
 func (w *world) runAsNobody(ctx context.Context, ns string, argv ...string) (string, error) {
