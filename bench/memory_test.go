@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -55,10 +56,11 @@ func benchDaemonMemory(b *testing.B, bursty bool) {
 	client := bin(b, "knockclient")
 	var idle, peak int64
 	var rate, parseRate float64
-	var rejected int64
+	var ctr counters
 	for b.Loop() {
 		w := newWorld(b, "nftables")
-		d := w.startDaemon(w.writeConfig("stdin", "", 0), true)
+		conf := w.writeConfig("stdin", "", 0)
+		d := w.startDaemon(conf, true)
 		pid := d.cmd.Process.Pid
 		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) != "knockdaemon" {
 			b.Fatalf("pid %d is %q, not knockdaemon", pid, comm)
@@ -133,7 +135,13 @@ func benchDaemonMemory(b *testing.B, bursty bool) {
 			b.Fatal(err)
 		}
 		rate = float64(floodHits+16) / end.Sub(start).Seconds()
-		rejected = d.rejected.Load()
+		ctr = w.counters(b, conf)
+		if ctr.Hits != floodHits+16 || ctr.Accepted != 2 || ctr.Opened != 2 {
+			b.Fatalf("daemon counters after the flood: %+v; want %d hits, 2 accepted, 2 opened", ctr, floodHits+16)
+		}
+		if bursty && ctr.Candidates < 3*floodSources {
+			b.Fatalf("bursty flood made only %d candidates: %+v", ctr.Candidates, ctr)
+		}
 
 		// Baseline: the parser alone on the same bytes through a pipe.
 		cmd := exec.Command(bin(b, "knockdaemon"), "parse", "--quiet", "--prefix", strings.TrimSpace(w.prefix), "-")
@@ -153,7 +161,14 @@ func benchDaemonMemory(b *testing.B, bursty bool) {
 	b.ReportMetric(rate, "flood-hits/s")
 	b.ReportMetric(parseRate, "parse-hits/s")
 	b.ReportMetric(rate/parseRate, "x-parse")
-	b.ReportMetric(float64(rejected), "rejections")
+	b.ReportMetric(float64(ctr.Candidates), "candidates")
+	var rej uint64
+	for _, n := range ctr.Rejected {
+		rej += n
+	}
+	b.ReportMetric(float64(rej), "rejected")
+	b.ReportMetric(float64(ctr.Lockouts), "lockouts")
+	b.ReportMetric(float64(ctr.Opened), "opened")
 }
 
 // clientSequence asks knockclient for the eight ports of a request for
@@ -176,4 +191,30 @@ func (w *world) clientSequence(b *testing.B, client string, port uint16) []int {
 		b.Fatalf("knockclient sequence printed %q", out)
 	}
 	return ports
+}
+
+// counters are the daemon's own counts (knockdaemon status --json).
+type counters struct {
+	Hits       uint64            `json:"hits"`
+	Candidates uint64            `json:"candidates"`
+	Accepted   uint64            `json:"accepted"`
+	Rejected   map[string]uint64 `json:"rejected"`
+	Lockouts   uint64            `json:"lockouts"`
+	Opened     uint64            `json:"opened"`
+}
+
+// counters asks the running daemon for its counters.
+func (w *world) counters(b *testing.B, conf string) counters {
+	out, err := exec.Command(bin(b, "knockdaemon"), "-c", conf, "status", "--json").Output()
+	if err != nil {
+		b.Fatalf("knockdaemon status --json: %v: %s", err, out)
+	}
+	var st struct {
+		From     string    `json:"from"`
+		Counters *counters `json:"counters"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil || st.Counters == nil || st.From != "daemon" {
+		b.Fatalf("knockdaemon status --json: %v: %s", err, out)
+	}
+	return *st.Counters
 }
