@@ -474,6 +474,7 @@ func (w *world) startDaemonWrapped(wrapper []string, conf string, stdin io.Reade
 	}
 	argv := append(append(append([]string(nil), wrapper...), bins.daemon, "-c", conf, "run"), extra...)
 	d.cmd = exec.Command(argv[0], argv[1:]...)
+	d.cmd.SysProcAttr = dieWithTest()
 	d.cmd.Stdin = stdin
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -693,6 +694,13 @@ func (d *daemonProc) checkExit() {
 	if d.err != nil {
 		d.t.Errorf("knockdaemon exited with %v after SIGTERM, want 0", d.err)
 	}
+}
+
+// dieWithTest makes a child get SIGKILL when the test process dies
+// without running its cleanups (a timeout panic, a kill), so no daemon
+// outlives the suite.
+func dieWithTest() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
 // ctl runs a knockdaemon command (status, revoke, check, parse, ...)

@@ -46,9 +46,15 @@ kern.* action(type="omfile" file=%q template="RSYSLOG_TraditionalFileFormat")
 	if out, err := exec.Command("rsyslogd", "-N1", "-f", conf).CombinedOutput(); err != nil {
 		t.Fatalf("rsyslogd -N1 rejects the test's config: %v\n%s", err, out)
 	}
-	var errBuf strings.Builder
+	out, err := os.Create(filepath.Join(dir, "rsyslogd.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	output := func() string { b, _ := os.ReadFile(out.Name()); return string(b) }
 	r.cmd = exec.Command("rsyslogd", "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
-	r.cmd.Stdout, r.cmd.Stderr = &errBuf, &errBuf
+	r.cmd.Stdout, r.cmd.Stderr = out, out
+	r.cmd.SysProcAttr = dieWithTest()
 	if err := r.cmd.Start(); err != nil {
 		netnstest.Unavailable(t, "cannot start rsyslogd: %v", err)
 	}
@@ -72,11 +78,11 @@ kern.* action(type="omfile" file=%q template="RSYSLOG_TraditionalFileFormat")
 		}
 		select {
 		case <-r.done:
-			t.Fatalf("rsyslogd exited at start:\n%s", errBuf.String())
+			t.Fatalf("rsyslogd exited at start:\n%s", output())
 		default:
 		}
 		if time.Now().After(deadline) || i > 1000 {
-			t.Fatalf("rsyslogd wrote no %s within 10s:\n%s", r.kernLog, errBuf.String())
+			t.Fatalf("rsyslogd wrote no %s within 10s:\n%s", r.kernLog, output())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -135,6 +141,7 @@ func TestSourceStdin(t *testing.T) {
 	}
 	dm := exec.Command("dmesg", "--follow-new")
 	dm.Stdout = pw
+	dm.SysProcAttr = dieWithTest()
 	if err := dm.Start(); err != nil {
 		netnstest.Unavailable(t, "dmesg --follow-new: %v", err)
 	}
