@@ -209,6 +209,8 @@ func New(opt Options) (*Daemon, error) {
 		RetryMax: opt.RetryMax,
 	})
 	if err != nil {
+		d.asm.Close()
+		d.replay.Close()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	// Doors open through the same grant manager (user "door:NAME"), with
@@ -232,6 +234,8 @@ func New(opt Options) (*Daemon, error) {
 	})
 	if err != nil {
 		d.grants.Stop()
+		d.asm.Close()
+		d.replay.Close()
 		return nil, fmt.Errorf("daemon: doors: %w", err)
 	}
 	return d, nil
