@@ -293,6 +293,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		var err error
 		if ctl, err = listenControl(cfg.Daemon.ControlSocket); err != nil {
 			d.grants.Stop()
+			d.asm.Close()
+			d.replay.Close()
 			return err
 		}
 	}
@@ -300,6 +302,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if ctl != nil {
 			ctl.Close()
 		}
+		// The run ends before it began: stop the timers, write nothing
+		// (the state file may be a newer daemon's).
+		d.asm.Close()
+		d.replay.Close()
 	}
 	st, err := d.restoreState()
 	if err != nil {
