@@ -168,3 +168,28 @@ func TestRunSetupFails(t *testing.T) {
 		t.Errorf("Run = %v, want a *FirewallError for setup", err)
 	}
 }
+
+func TestNewerStateFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	newer := []byte(`{"version": 99, "grants": [], "something_new": true}` + "\n")
+	if err := os.WriteFile(path, newer, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := loadTestConfig(t, dir, "")
+	be := newFakeBackend()
+	d, err := New(Options{Config: c, Keys: testKeys(), Backend: be, Source: nullSource{}, NoControl: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "version 99") {
+		t.Fatalf("Run = %v, want the version refused", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != string(newer) {
+		t.Errorf("a newer daemon's state file was rewritten:\n%s", got)
+	}
+	if be.opens != 0 {
+		t.Error("the firewall was touched")
+	}
+}
