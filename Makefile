@@ -22,7 +22,7 @@ UNITTIME  ?= 12m
 E2ETIME   ?= 10m
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: build test fmt vet unit fuzz e2e cross demo bench bench-go clean
+.PHONY: build test fmt vet unit fuzz e2e cross demo bench bench-peers bench-go clean
 
 build:
 	mkdir -p bin
@@ -115,10 +115,14 @@ demo:
 	./demo.sh
 
 # Every performance figure in one table (bench/run.sh, about 3 minutes;
-# BENCHFLAGS=--peers also measures knockd and fail2ban); bench-go: just the
+# bench-peers also measures knockd and fail2ban); bench-go: just the
 # packages' Go benchmarks.
 bench:
 	./bench/run.sh $(BENCHFLAGS)
+
+# The same, with knockd and fail2ban installed from Debian and measured too.
+bench-peers:
+	./bench/run.sh --peers
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
