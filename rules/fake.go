@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"io"
 	"strings"
 	"sync"
 )
@@ -124,3 +125,145 @@ func (f *FakeRunner) Reset() {
 
 // String lists the recorded calls, one per line, for test failures.
 func (f *FakeRunner) String() string { return strings.Join(f.Calls(), "\n") }
+
+// FakeStreamRunner is a FakeRunner that can also start long-lived
+// commands (StreamRunner), for tests of the nftables and ipset backends'
+// long-lived children: it records every line written to a stream and
+// answers from Answer. Commands run with Run go to the embedded
+// FakeRunner as before. It is safe for concurrent use.
+type FakeStreamRunner struct {
+	FakeRunner
+	// Answer returns the lines the tool prints in reply to line (on the
+	// merged output, or on standard error when not merged). hang true
+	// makes the fake print nothing ever again, as a wedged child.
+	Answer func(argv []string, line string) (reply []string, hang bool)
+	// StartErr, when set, fails every StartStream.
+	StartErr error
+
+	smu     sync.Mutex
+	starts  []string
+	written []string
+	live    []*fakeStream
+}
+
+// StartStream records argv and returns a fake stream answering with
+// Answer.
+func (f *FakeStreamRunner) StartStream(argv []string, mergeStderr bool) (Stream, error) {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	f.starts = append(f.starts, FormatArgv(argv))
+	if f.StartErr != nil {
+		return nil, f.StartErr
+	}
+	pr, pw := io.Pipe()
+	s := &fakeStream{f: f, argv: append([]string(nil), argv...), merged: mergeStderr, r: pr, w: pw, pid: 1000 + len(f.starts)}
+	f.live = append(f.live, s)
+	return s, nil
+}
+
+// Starts returns the long-lived commands started so far.
+func (f *FakeStreamRunner) Starts() []string {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	return append([]string(nil), f.starts...)
+}
+
+// Written returns every line written to any stream, in order.
+func (f *FakeStreamRunner) Written() []string {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	return append([]string(nil), f.written...)
+}
+
+// KillAll makes every running fake child exit, as a kill would.
+func (f *FakeStreamRunner) KillAll() {
+	f.smu.Lock()
+	live := f.live
+	f.live = nil
+	f.smu.Unlock()
+	for _, s := range live {
+		s.Kill()
+	}
+}
+
+type fakeStream struct {
+	f      *FakeStreamRunner
+	argv   []string
+	merged bool
+	r      *io.PipeReader
+	w      *io.PipeWriter
+	pid    int
+
+	mu     sync.Mutex
+	buf    []byte
+	hung   bool
+	closed bool
+}
+
+func (s *fakeStream) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, io.ErrClosedPipe
+	}
+	s.buf = append(s.buf, p...)
+	var lines []string
+	for {
+		i := strings.IndexByte(string(s.buf), '\n')
+		if i < 0 {
+			break
+		}
+		lines = append(lines, string(s.buf[:i]))
+		s.buf = s.buf[i+1:]
+	}
+	s.mu.Unlock()
+	for _, l := range lines {
+		s.f.smu.Lock()
+		s.f.written = append(s.f.written, l)
+		answer := s.f.Answer
+		s.f.smu.Unlock()
+		s.mu.Lock()
+		hung := s.hung
+		s.mu.Unlock()
+		if hung || answer == nil {
+			continue
+		}
+		reply, hang := answer(s.argv, l)
+		if hang {
+			s.mu.Lock()
+			s.hung = true
+			s.mu.Unlock()
+			continue
+		}
+		for _, r := range reply {
+			if _, err := io.WriteString(s.w, r+"\n"); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(p), nil
+}
+
+func (s *fakeStream) Output() io.Reader {
+	if s.merged {
+		return s.r
+	}
+	return strings.NewReader("")
+}
+
+func (s *fakeStream) Errors() io.Reader {
+	if s.merged {
+		return nil
+	}
+	return s.r
+}
+
+func (s *fakeStream) Kill() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.w.Close()
+}
+
+func (s *fakeStream) Close() error { s.Kill(); return nil }
+func (s *fakeStream) Pid() int     { return s.pid }

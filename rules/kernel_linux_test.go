@@ -371,6 +371,8 @@ func BenchmarkKernelOpen(b *testing.B) {
 		mk   func(r Runner) (Backend, error)
 	}{
 		{"nftables", func(r Runner) (Backend, error) { return NewNFTables(r, "inet "+table, "input", "") }},
+		// The same backend without the long-lived child: one fork each.
+		{"nftables-fork", func(r Runner) (Backend, error) { return NewNFTables(forkOnly{r}, "inet "+table, "input", "") }},
 		{"ipset", func(r Runner) (Backend, error) { return NewIPSet(r, "kb"+netnstest.RandHex(3)) }},
 		{"iptables", func(r Runner) (Backend, error) { return NewIPTables(r, "KB"+strings.ToUpper(netnstest.RandHex(3))) }},
 	}
@@ -390,7 +392,7 @@ func BenchmarkKernelOpen(b *testing.B) {
 						if err := be.Setup(ctx); err != nil {
 							return err
 						}
-						defer be.Teardown(ctx)
+						defer be.Teardown(ctx) // also ends a long-lived child
 						o := Opening{Addr: h.n.Client.IP4, Proto: "tcp", Port: 1, Timeout: time.Hour}
 						if mode == "again" {
 							if err := be.Open(ctx, o); err != nil {
@@ -419,6 +421,11 @@ func BenchmarkKernelOpen(b *testing.B) {
 		}
 	}
 }
+
+// forkOnly hides a runner's StartStream: every command is a fork.
+type forkOnly struct{ r Runner }
+
+func (f forkOnly) Run(ctx context.Context, argv []string) ([]byte, error) { return f.r.Run(ctx, argv) }
 
 // baseline is the median time to run "true" through r.
 func baseline(ctx context.Context, r Runner) time.Duration {

@@ -3,6 +3,7 @@
 package rules
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -20,5 +21,19 @@ func setProcessGroup(cmd *exec.Cmd) {
 			return cmd.Process.Kill()
 		}
 		return nil
+	}
+}
+
+// startInGroup makes a long-lived command the leader of its own process
+// group, so that killProcessGroup reaches every process it started.
+func startInGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+}
+
+// killProcessGroup kills the process group led by p (see startInGroup),
+// or p alone when that fails.
+func killProcessGroup(p *os.Process) {
+	if err := syscall.Kill(-p.Pid, syscall.SIGKILL); err != nil {
+		_ = p.Kill()
 	}
 }
