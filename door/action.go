@@ -22,10 +22,11 @@ type Grants interface {
 	List() []grant.Info
 }
 
-// MinuteGrants adapts a manager that only opens for whole minutes
-// (grant.Manager.Open) to Grants: a duration is rounded UP to whole
-// minutes (at most grant.MaxMinutes), so a door stays open at least as long
-// as configured. Use it only while the manager has no OpenFor.
+// MinuteGrants adapts a manager that only opens for whole minutes to
+// Grants: a duration is rounded UP to whole minutes (at most
+// grant.MaxMinutes), so a door stays open at least as long as configured.
+// *grant.Manager has OpenFor and is a Grants itself; use this only for a
+// manager without it.
 type MinuteGrants struct {
 	M interface {
 		Open(ctx context.Context, k grant.Key, user string, minutes uint8) (grant.Event, grant.Grant, error)

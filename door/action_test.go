@@ -118,6 +118,30 @@ func TestExecutorOpenClose(t *testing.T) {
 	}
 }
 
+// With the grant manager itself (OpenFor), a door's duration is exact.
+func TestExecutorExactDuration(t *testing.T) {
+	clk := clock.NewFake(t0)
+	m, fw := newGrants(t, clk)
+	var _ Grants = m // *grant.Manager is a Grants
+	ex := &Executor{Grants: m}
+	d := mustDoor(t, Config{Name: "o", Sequence: "1,2", Open: &OpenConfig{Ports: []string{"22"}, Proto: "both"}, CmdTimeout: "10s"})
+	ctx := context.Background()
+	if err := ex.Fire(ctx, d, netip.MustParseAddr("198.18.0.2")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := fw.List(ctx); len(got) != 2 {
+		t.Fatalf("firewall: %+v, want tcp and udp 22", got)
+	}
+	clk.Advance(9 * time.Second)
+	if got, _ := fw.List(ctx); len(got) != 2 {
+		t.Fatalf("closed before its 10s: %+v", got)
+	}
+	clk.Advance(time.Second)
+	if got, _ := fw.List(ctx); len(got) != 0 || len(m.List()) != 0 {
+		t.Fatalf("still open after 10s: %+v", got)
+	}
+}
+
 func TestExecutorOpenFailure(t *testing.T) {
 	clk := clock.NewFake(t0)
 	fr := &rules.FakeRunner{Default: func(argv []string) ([]byte, error) {

@@ -86,7 +86,7 @@ func TestKernelDoors(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cmds.Stop)
-	ex := &Executor{Grants: MinuteGrants{M: mgr}, Commands: cmds}
+	ex := &Executor{Grants: mgr, Commands: cmds}
 
 	doors := []*Door{
 		mustDoor(t, Config{Name: "openSSH", Sequence: tcpKnocks, SequenceTimeout: "5s", TCPFlags: "syn,!ack",
@@ -94,7 +94,7 @@ func TestKernelDoors(t *testing.T) {
 		mustDoor(t, Config{Name: "closeSSH", Sequence: "9000,8000,7000", SequenceTimeout: "5s", TCPFlags: "syn,!ack",
 			Close: &OpenConfig{Ports: []string{fmt.Sprint(sshPort)}}}),
 		mustDoor(t, Config{Name: "udp", Sequence: "1111:udp,3333:udp,5555:udp", SequenceTimeout: "5s",
-			Open: &OpenConfig{Ports: []string{fmt.Sprint(udpDoorPort)}}, CmdTimeout: "30s"}),
+			Open: &OpenConfig{Ports: []string{fmt.Sprint(udpDoorPort)}}, CmdTimeout: "2s"}),
 		mustDoor(t, Config{Name: "cmd", Sequence: cmdKnocks, SequenceTimeout: "5s", TCPFlags: "syn",
 			StartCommand: fmt.Sprintf("%s netns exec %s %s -w -I INPUT -s %%IP%% -p tcp --dport %d -j ACCEPT", ipPath, ns, iptPath, cmdPort),
 			StopCommand:  fmt.Sprintf("%s netns exec %s %s -w -D INPUT -s %%IP%% -p tcp --dport %d -j ACCEPT", ipPath, ns, iptPath, cmdPort),
@@ -225,6 +225,11 @@ func TestKernelDoors(t *testing.T) {
 		}
 		knock("-u", srv4.String(), "1111", "3333", "5555")
 		waitFor("after the udp door", srv4, udpDoorPort, true)
+		// cmd_timeout = 2s: the grant manager closes it on time.
+		waitFor("after the udp door's cmd_timeout", srv4, udpDoorPort, false)
+		if g := mgr.List(); len(g) != 0 {
+			t.Fatalf("grants after the udp door's cmd_timeout: %+v", g)
+		}
 	})
 	t.Run("IPv6 knock opens for the IPv6 address", func(t *testing.T) {
 		if err := dial(srv6, sshPort); err == nil {
