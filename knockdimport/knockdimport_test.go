@@ -240,6 +240,18 @@ func TestConvertOneTimeFileReadable(t *testing.T) {
 	}
 }
 
+func TestParseWindowsFile(t *testing.T) {
+	data := "\ufeff[options]\r\n\tUseSyslog\r\n\r\n[openSSH]\r\n\tsequence = 7000,8000,9000\r\n\tcommand = /sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\r\n"
+	f, err := Parse("win.conf", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Options.UseSyslog.Set() || len(f.Doors) != 1 || f.Doors[0].Sequence.Text != "7000,8000,9000" ||
+		f.Doors[0].StartCommand.Text != "/sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT" {
+		t.Fatalf("parsed %+v %+v", f.Options, f.Doors[0])
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ file, want string }{
 		{"bad-outside.conf", "bad-outside.conf:1: \"sequence = 1,2,3\" is outside any section"},

@@ -95,7 +95,8 @@ func Parse(path string, data []byte) (*File, error) {
 		section string
 		door    *Door
 	)
-	for i, raw := range strings.Split(string(data), "\n") {
+	text := strings.TrimPrefix(string(data), "\ufeff") // a byte order mark from a Windows editor
+	for i, raw := range strings.Split(text, "\n") {
 		n := i + 1
 		if strings.IndexByte(raw, 0) >= 0 {
 			return nil, errf(n, "NUL byte; is this a knockd.conf?")
