@@ -26,6 +26,19 @@ type WriterOptions struct {
 	OnError func(error)
 	// OnRecover is called once when a write succeeds after failures.
 	OnRecover func()
+	// Journal, when set, is compacted after every successful write: the
+	// records appended before the state snapshot was taken are in the
+	// file now (see Journal). That holds only when every record's change
+	// is made in the Writer's state (Update) before the record is
+	// appended. A failed compaction is reported to OnError and retried
+	// with the next write.
+	Journal Compactor
+}
+
+// Compactor is what a Writer needs of a Journal.
+type Compactor interface {
+	Mark() int64
+	Compact(mark int64) error
 }
 
 // Writer holds the state of type T in memory and writes it to one file with
@@ -101,6 +114,13 @@ func (w *Writer[T]) Flush() error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 
+	// The mark comes before the snapshot: every record appended before
+	// it was appended after its change was made in memory, so the
+	// snapshot holds it.
+	var mark int64
+	if w.opt.Journal != nil {
+		mark = w.opt.Journal.Mark()
+	}
 	w.mu.Lock()
 	seq := w.seq
 	if seq == w.written {
@@ -135,6 +155,11 @@ func (w *Writer[T]) Flush() error {
 	w.mu.Unlock()
 	if recovered && w.opt.OnRecover != nil {
 		w.opt.OnRecover()
+	}
+	if err == nil && w.opt.Journal != nil && mark > 0 {
+		if cerr := w.opt.Journal.Compact(mark); cerr != nil && w.opt.OnError != nil {
+			w.opt.OnError(cerr)
+		}
 	}
 	return err
 }

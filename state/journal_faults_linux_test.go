@@ -1,0 +1,94 @@
+package state
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/knockdaemon/knock/internal/netnstest"
+	"golang.org/x/sys/unix"
+)
+
+// smallTmpfs mounts a 64 KiB tmpfs for the test and unmounts it at
+// cleanup.
+func smallTmpfs(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		netnstest.Unavailable(t, "needs root to mount a small tmpfs")
+	}
+	dir := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("knocktest", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64k,mode=0700"); err != nil {
+		netnstest.Unavailable(t, "cannot mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// A full disk and a read-only file system are reported by Append, with
+// the path; the journal holds only whole records afterwards and works
+// again once there is room.
+func TestJournalFullAndReadOnly(t *testing.T) {
+	dir := smallTmpfs(t)
+	path := filepath.Join(dir, "replay.journal")
+	j, _, _ := openJ(t, path)
+	appendAll(t, j, recN(0), recN(1))
+
+	// Fill the file system.
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	for range 64 {
+		if _, err := f.Write(chunk); err != nil {
+			break
+		}
+	}
+	f.Close()
+	var full error
+	for i := range 200 { // the journal's last page may still have room
+		if full = j.Append(recN(2 + i%20)); full != nil {
+			break
+		}
+	}
+	if !errors.Is(full, syscall.ENOSPC) || !strings.Contains(full.Error(), path) {
+		t.Fatalf("Append on a full file system = %v, want ENOSPC naming %s", full, path)
+	}
+	got, info, err := ReadJournal[rec](path)
+	if err != nil || info.Torn || info.Damaged != 0 || len(got) < 2 || !reflect.DeepEqual(got[:2], []rec{recN(0), recN(1)}) {
+		t.Fatalf("journal after ENOSPC: %d records, %+v, %v", len(got), info, err)
+	}
+	n := len(got)
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, j, recN(25))
+	if got, _, _ := ReadJournal[rec](path); len(got) != n+1 || got[n] != recN(25) {
+		t.Fatalf("append once there is room: %d records, want %d", len(got), n+1)
+	}
+
+	// A file system turned read-only (remounting needs no writer open:
+	// the daemon meets this at start, after an emergency remount):
+	// opening the journal is refused with EROFS, and its records can
+	// still be read.
+	j.Close()
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		netnstest.Unavailable(t, "cannot remount read-only: %v", err)
+	}
+	for _, p := range []string{path, filepath.Join(dir, "new.journal")} {
+		if _, _, _, err := OpenJournal[rec](p); !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), p) {
+			t.Fatalf("OpenJournal(%s) on a read-only file system = %v, want EROFS naming it", p, err)
+		}
+	}
+	if got, _, err := ReadJournal[rec](path); err != nil || len(got) != n+1 {
+		t.Fatalf("ReadJournal on a read-only file system: %d records, %v", len(got), err)
+	}
+}
