@@ -116,12 +116,19 @@ const readyWait = 10 * time.Second
 // its context ended.
 const sourceStopGrace = 5 * time.Second
 
-// counters are the daemon's statistics, for status.
+// counters are the daemon's statistics, for status. lines, firewall,
+// malformed, hits and candidates are written by the pipeline goroutine
+// only (see inc); the others also by the control socket and timers.
 type counters struct {
 	lines, firewall, malformed, hits, candidates, accepted, lockouts atomic.Uint64
 	rejected                                                         [numReasons]atomic.Uint64
 	opened, extended, closed, openFailed                             atomic.Uint64
 }
+
+// inc adds one to a counter that only the pipeline goroutine writes: a
+// load and a store, no locked instruction, and readers still see whole
+// values.
+func inc(c *atomic.Uint64) { c.Store(c.Load() + 1) }
 
 // Rejection reasons, as logged (docs/ARCHITECTURE.md).
 const (
@@ -509,7 +516,7 @@ func (d *Daemon) handleLine(l logsource.Line) {
 	if d.stopping.Load() {
 		return
 	}
-	d.ctr.lines.Add(1)
+	inc(&d.ctr.lines)
 	d.process(l)
 	// The position moves past the line only once it has been handled, so
 	// a crash never skips a knock that was still being decided.
@@ -524,7 +531,7 @@ func (d *Daemon) process(l logsource.Line) {
 		}
 		return
 	}
-	d.ctr.firewall.Add(1)
+	inc(&d.ctr.firewall)
 	s := d.cur.Load()
 	if !strings.HasPrefix(h.Prefix, s.prefix) {
 		return
@@ -555,12 +562,12 @@ func (d *Daemon) process(l logsource.Line) {
 	default:
 		return
 	}
-	d.ctr.hits.Add(1)
+	inc(&d.ctr.hits)
 	res, err := d.asm.Add(knock.Hit{Src: h.Src, Proto: proto, SrcPort: h.SrcPort, DstPort: h.DstPort, Time: now})
 	if err != nil || res.Outcome != knock.Candidate {
 		return
 	}
-	d.ctr.candidates.Add(1)
+	inc(&d.ctr.candidates)
 	d.decide(s, h.Src.Unmap(), res.Candidate, now)
 }
 
@@ -573,7 +580,7 @@ func (d *Daemon) parseError(err error) {
 			"limit", limit.Limit, "rule", limit.Rule)
 		return
 	}
-	d.ctr.malformed.Add(1)
+	inc(&d.ctr.malformed)
 	if d.log.Enabled(context.Background(), slog.LevelDebug) {
 		d.log.Debug("malformed firewall line", "err", err)
 	}
