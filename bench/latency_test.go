@@ -153,7 +153,7 @@ func (l *latencies) report(b *testing.B) {
 	b.ReportMetric(float64(len(l.probe)), "knocks")
 	b.ReportMetric(float64(l.lost), "lost")
 	if l.rss > 0 {
-		b.ReportMetric(float64(l.rss)/(1<<20), "knockd-rss-MB")
+		b.ReportMetric(float64(l.rss)/(1<<20), "peer-rss-MB")
 	}
 	if l.lost > len(l.probe)/10 {
 		b.Fatalf("%d knocks lost, %d measured", l.lost, len(l.probe))
@@ -237,6 +237,22 @@ func BenchmarkLatency(b *testing.B) {
 				}
 				d := w.startDaemon(w.writeConfig(c.source, path, 0), false)
 				l = w.runOurs(b, d)
+			}
+			l.report(b)
+		})
+	}
+	for _, udp := range []bool{false, true} {
+		name := "fwknop-pcap-iptables"
+		if udp {
+			name = "fwknop-udp-iptables"
+		}
+		b.Run(name, func(b *testing.B) {
+			if !peers() {
+				b.Skip("skipped (run with --peers)")
+			}
+			var l *latencies
+			for b.Loop() {
+				l = runFwknop(b, udp)
 			}
 			l.report(b)
 		})
@@ -359,5 +375,95 @@ func runKnockd(b *testing.B) *latencies {
 		time.Sleep(50 * time.Millisecond)
 	}
 	l.rss = rss
+	return l
+}
+
+// runFwknop measures fwknop's single packet authorization on the same
+// setup: fwknopd in the server namespace (libpcap on the server's link,
+// or its UDP server with udp), the fwknop client in the client namespace
+// asking for tcp/protBase+i. The last knock's time is when the client
+// process has exited (its one packet has left by then): that makes
+// fwknop's figure slightly smaller than it is, never larger.
+func runFwknop(b *testing.B, udp bool) *latencies {
+	fwknopd, err := exec.LookPath("fwknopd")
+	if err != nil {
+		b.Fatal("no fwknopd (run.sh --peers installs fwknop-server)")
+	}
+	fwknop, err := exec.LookPath("fwknop")
+	if err != nil {
+		b.Fatal("no fwknop (run.sh --peers installs fwknop-client)")
+	}
+	w := newWorld(b, "iptables")
+	n := latencyKnocks()
+	home := filepath.Join(w.dir, "home")
+	os.Mkdir(home, 0o700)
+	out, err := exec.Command("env", "HOME="+home, fwknop, "--key-gen", "--no-rc-file").CombinedOutput()
+	if err != nil {
+		b.Fatalf("fwknop --key-gen: %v: %s", err, out)
+	}
+	var key, hmac string
+	for _, l := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(l, "KEY_BASE64: "); ok {
+			key = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(l, "HMAC_KEY_BASE64: "); ok {
+			hmac = strings.TrimSpace(v)
+		}
+	}
+	if key == "" || hmac == "" {
+		b.Fatalf("fwknop --key-gen printed %q", out)
+	}
+	var ports []string
+	for i := range n {
+		ports = append(ports, fmt.Sprintf("tcp/%d", protBase+i))
+	}
+	access := filepath.Join(w.dir, "access.conf")
+	os.WriteFile(access, []byte(fmt.Sprintf("SOURCE ANY\nOPEN_PORTS %s\nKEY_BASE64 %s\nHMAC_KEY_BASE64 %s\nFW_ACCESS_TIMEOUT 60\n",
+		strings.Join(ports, ", "), key, hmac)), 0o600)
+	conf := filepath.Join(w.dir, "fwknopd.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("PCAP_INTF %s;\nFWKNOP_RUN_DIR %s;\n", w.net.Client.ServerIf, w.dir)), 0o600)
+	args := []string{"netns", "exec", w.net.Server, fwknopd, "-f", "-c", conf, "-a", access,
+		"-p", filepath.Join(w.dir, "fwknopd.pid"), "-d", filepath.Join(w.dir, "digest.cache"), "-r", w.dir}
+	if udp {
+		args = append(args, "-U")
+	}
+	cmd := exec.Command("ip", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(time.Second) // pcap or UDP socket up, chains created
+	rss, err := procStatus(cmd.Process.Pid, "VmRSS")
+	if err != nil {
+		b.Fatalf("fwknopd: %v\n%s", err, log.String())
+	}
+	l := &latencies{rss: rss}
+	for i := range n {
+		port := uint16(protBase + i)
+		netnstest.Listen(b, w.net.Server, "tcp4", fmt.Sprintf(":%d", port))
+		client := exec.Command("ip", "netns", "exec", w.net.Client.NS, "env", "HOME="+home, fwknop, "--no-rc-file", "--no-save-args",
+			"-A", fmt.Sprintf("tcp/%d", port), "-a", w.net.Client.IP4.String(), "-D", w.net.Client.ServerIP4.String(),
+			"--key-base64-rijndael", key, "--key-base64-hmac", hmac)
+		if out, err := client.CombinedOutput(); err != nil {
+			b.Fatalf("fwknop: %v: %s", err, out)
+		}
+		last := time.Now()
+		var present time.Time
+		err := netnstest.Do(w.net.Client.NS, func() error {
+			var err error
+			present, err = probe(w.net.Client.ServerIP4, port, last, 3*time.Second)
+			return err
+		})
+		if err != nil {
+			l.lost++
+			b.Logf("fwknop %d lost: %v\n%s", i+1, err, log.String())
+			continue
+		}
+		l.probe = append(l.probe, present.Sub(last))
+		time.Sleep(50 * time.Millisecond)
+	}
 	return l
 }

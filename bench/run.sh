@@ -2,8 +2,8 @@
 # bench/run.sh: every performance figure of issue 8 in one table.
 #
 #   bench/run.sh            # about 3 minutes; peer rows say "skipped"
-#   bench/run.sh --peers    # also installs knockd and fail2ban from Debian
-#                           # (apt-get) and measures them as baselines
+#   bench/run.sh --peers    # also installs knockd, fwknop and fail2ban from
+#                           # Debian (apt-get) and measures them as baselines
 #
 # It builds knockdaemon, knockclient and the generator, writes the
 # 1,000,000-line kern.log mix (bench/genlog, seed 1), then runs, one
@@ -73,6 +73,8 @@ if ((peers)); then
 	missing=()
 	command -v knockd >/dev/null || missing+=(knockd)
 	command -v fail2ban-regex >/dev/null || missing+=(fail2ban)
+	command -v fwknopd >/dev/null || missing+=(fwknop-server)
+	command -v fwknop >/dev/null || missing+=(fwknop-client)
 	if ((${#missing[@]})); then
 		if [[ $(id -u) != 0 ]]; then
 			say "--peers needs root to install ${missing[*]}"
@@ -82,8 +84,6 @@ if ((peers)); then
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >"$out/apt.log" 2>&1 ||
 			{ say "apt-get failed, see $out/apt.log"; exit 1; }
 	fi
-	# fail2ban's package starts its service; the benchmark only needs
-	# fail2ban-regex.
 fi
 if [[ $(id -u) != 0 ]]; then
 	say "not root: the namespace benchmarks (latency, memory) will be skipped"

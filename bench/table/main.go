@@ -177,6 +177,15 @@ func main() {
 		}
 	}
 	const kn = "BenchmarkLatency/kmsg-nftables"
+	for _, peer := range []struct{ name, label string }{
+		{"BenchmarkLatency/fwknop-udp-iptables", "fwknop SPA (UDP server) + iptables"},
+		{"BenchmarkLatency/fwknop-pcap-iptables", "fwknop SPA (pcap) + iptables"},
+	} {
+		for _, q := range []struct{ unit, label string }{{"median-ms", "median"}, {"p95-ms", "p95"}} {
+			rows = append(rows, row{figure: fmt.Sprintf("T2 knock->rule %s, kmsg + nftables vs fwknop", q.label), ours: g(kn, q.unit), base: g(peer.name, q.unit),
+				baseName: peer.label, target: "(report)", unit: "ms", whyOurs: notRun(kn), whyBase: whyPeer})
+		}
+	}
 	rows = append(rows,
 		row{figure: "T2 of which log path + parse + decode (kmsg, daemon's 'accepted' stamp, median)", ours: g(kn, "log-accepted-median-ms"), target: "(report)", unit: "ms", whyOurs: notRun(kn)},
 	)
@@ -189,7 +198,9 @@ func main() {
 	)
 	const mb, ms = "BenchmarkDaemonMemory/flood=bursty", "BenchmarkDaemonMemory/flood=scattered"
 	rows = append(rows,
-		row{figure: "T3 idle RSS", ours: g(mb, "idle-rss-MB"), base: g(kd, "knockd-rss-MB"), baseName: "knockd idle RSS",
+		row{figure: "T3 idle RSS", ours: g(mb, "idle-rss-MB"), base: g(kd, "peer-rss-MB"), baseName: "knockd idle RSS",
+			target: "<= 15 MB", check: atMost(15), unit: "MB", whyOurs: notRun(mb), whyBase: whyPeer},
+		row{figure: "T3 idle RSS vs fwknopd", ours: g(mb, "idle-rss-MB"), base: g("BenchmarkLatency/fwknop-udp-iptables", "peer-rss-MB"), baseName: "fwknopd (UDP server) idle RSS",
 			target: "<= 15 MB", check: atMost(15), unit: "MB", whyOurs: notRun(mb), whyBase: whyPeer},
 		row{figure: "T3 flood (bursty, 300k candidates) peak RSS (VmHWM)", ours: g(mb, "flood-peak-rss-MB"),
 			target: "<= 48 MB", check: atMost(48), unit: "MB", whyOurs: notRun(mb)},
