@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -43,7 +44,7 @@ const probeEvery = time.Millisecond
 // present, so its send time minus the last knock's is the latency (an
 // upper bound with a resolution of one probe interval). It measures the
 // same thing for any knock server, ours or a peer's.
-func knockAndProbe(ns string, dst netip.Addr, ports []uint16, port uint16, timeout time.Duration) (last, present time.Time, err error) {
+func knockAndProbe(ns string, dst netip.Addr, ports []uint16, port uint16, timeout time.Duration) (last, present time.Time, lastSPT int, err error) {
 	err = netnstest.Do(ns, func() error {
 		var knocks []int
 		defer func() {
@@ -62,11 +63,16 @@ func knockAndProbe(ns string, dst netip.Addr, ports []uint16, port uint16, timeo
 			knocks = append(knocks, fd)
 		}
 		last = time.Now()
+		if sa, err := unix.Getsockname(knocks[len(knocks)-1]); err == nil {
+			if sa4, ok := sa.(*unix.SockaddrInet4); ok {
+				lastSPT = sa4.Port
+			}
+		}
 		var err error
 		present, err = probe(dst, port, last, timeout)
 		return err
 	})
-	return last, present, err
+	return last, present, lastSPT, err
 }
 
 // synTo starts a non-blocking connect to dst:port and returns the socket.
@@ -143,6 +149,7 @@ type latencies struct {
 	probe    []time.Duration // last knock -> first answered probe
 	opened   []time.Duration // last knock -> daemon's "opened" log stamp
 	accepted []time.Duration // last knock -> daemon's "accepted" log stamp
+	kmsg     []time.Duration // last knock -> its LOG line read from /dev/kmsg here
 	lost     int             // knocks after which the port did not open within 3 s
 	rss      int64           // a peer's idle VmRSS, when measured
 }
@@ -163,11 +170,15 @@ func (l *latencies) report(b *testing.B) {
 		b.ReportMetric(ms(percentile(l.opened, 95)), "log-opened-p95-ms")
 		b.ReportMetric(ms(median(l.accepted)), "log-accepted-median-ms")
 	}
+	if len(l.kmsg) > 0 {
+		b.ReportMetric(ms(median(l.kmsg)), "kmsg-median-ms")
+		b.ReportMetric(ms(percentile(l.kmsg, 95)), "kmsg-p95-ms")
+	}
 }
 
 // runOurs sends latencyKnocks knocks from the client to a running daemon
 // and collects the probe and the daemon's own stamps.
-func (w *world) runOurs(b *testing.B, d *daemon) *latencies {
+func (w *world) runOurs(b *testing.B, d *daemon, kw *kmsgWatch) *latencies {
 	n := latencyKnocks()
 	for i := range n {
 		netnstest.Listen(b, w.net.Server, "tcp4", fmt.Sprintf(":%d", protBase+i))
@@ -176,7 +187,12 @@ func (w *world) runOurs(b *testing.B, d *daemon) *latencies {
 	for i := range n {
 		port := uint16(protBase + i)
 		seq := w.sequence(port)
-		last, present, err := knockAndProbe(w.net.Client.NS, w.net.Client.ServerIP4, seq[:], port, 3*time.Second)
+		last, present, spt, err := knockAndProbe(w.net.Client.NS, w.net.Client.ServerIP4, seq[:], port, 3*time.Second)
+		if kw != nil && err == nil {
+			if at, ok := kw.wait(fmt.Sprintf(" SPT=%d DPT=%d ", spt, seq[7]), 3*time.Second); ok {
+				l.kmsg = append(l.kmsg, at.Sub(last))
+			}
+		}
 		if err != nil {
 			l.lost++
 			b.Logf("knock %d lost: %v\n%s", i+1, err, d.logText())
@@ -236,7 +252,11 @@ func BenchmarkLatency(b *testing.B) {
 					path = startRsyslog(b, w.dir)
 				}
 				d := w.startDaemon(w.writeConfig(c.source, path, 0), false)
-				l = w.runOurs(b, d)
+				var kw *kmsgWatch
+				if c.source == "kmsg" {
+					kw = watchKmsg(b, w.prefix)
+				}
+				l = w.runOurs(b, d, kw)
 			}
 			l.report(b)
 		})
@@ -360,7 +380,7 @@ func runKnockd(b *testing.B) *latencies {
 	rule := []string{"iptables", "-w", "-D", "INPUT", "-s", w.net.Client.IP4.String(), "-p", "tcp", "--dport", strconv.Itoa(int(port)), "-j", "ACCEPT"}
 	l := &latencies{}
 	for i := range latencyKnocks() {
-		last, present, err := knockAndProbe(w.net.Client.NS, w.net.Client.ServerIP4, ports, port, 3*time.Second)
+		last, present, _, err := knockAndProbe(w.net.Client.NS, w.net.Client.ServerIP4, ports, port, 3*time.Second)
 		if err != nil {
 			log, _ := os.ReadFile(filepath.Join(w.dir, "knockd.log"))
 			l.lost++
@@ -466,4 +486,67 @@ func runFwknop(b *testing.B, udp bool) *latencies {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return l
+}
+
+// kmsgWatch reads /dev/kmsg in this process, next to the daemon, and
+// stamps each record under prefix as it arrives: the log path alone
+// (kernel LOG -> a /dev/kmsg reader), the floor of any log follower.
+type kmsgWatch struct {
+	recs chan kmsgRec
+}
+
+type kmsgRec struct {
+	at   time.Time
+	text string
+}
+
+func watchKmsg(b *testing.B, prefix string) *kmsgWatch {
+	f, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		netnstest.Unavailable(b, "cannot read /dev/kmsg: %v", err)
+	}
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		f.Close()
+		b.Fatalf("seek /dev/kmsg: %v", err)
+	}
+	kw := &kmsgWatch{recs: make(chan kmsgRec, 4096)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 8192)
+		for {
+			n, err := f.Read(buf)
+			at := time.Now()
+			if err != nil {
+				if errors.Is(err, syscall.EPIPE) { // overwritten records
+					continue
+				}
+				return
+			}
+			if rec := string(buf[:n]); strings.Contains(rec, prefix) {
+				select {
+				case kw.recs <- kmsgRec{at, rec}:
+				default:
+				}
+			}
+		}
+	}()
+	b.Cleanup(func() { f.Close(); <-done })
+	return kw
+}
+
+// wait returns when the record holding marker was read.
+func (kw *kmsgWatch) wait(marker string, timeout time.Duration) (time.Time, bool) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-kw.recs:
+			if strings.Contains(r.text, marker) {
+				return r.at, true
+			}
+		case <-t.C:
+			return time.Time{}, false
+		}
+	}
 }

@@ -186,6 +186,10 @@ func main() {
 				baseName: peer.label, target: "(report)", unit: "ms", whyOurs: notRun(kn), whyBase: whyPeer})
 		}
 	}
+	for _, q := range []struct{ unit, base, label string }{{"median-ms", "kmsg-median-ms", "median"}, {"p95-ms", "kmsg-p95-ms", "p95"}} {
+		rows = append(rows, row{figure: fmt.Sprintf("T2 knock->rule %s, kmsg + nftables vs the log path alone", q.label), ours: g(kn, q.unit), base: g(kn, q.base),
+			baseName: "LOG line read from /dev/kmsg by the benchmark", target: "(report)", unit: "ms", whyOurs: notRun(kn), whyBase: notRun(kn)})
+	}
 	rows = append(rows,
 		row{figure: "T2 of which log path + parse + decode (kmsg, daemon's 'accepted' stamp, median)", ours: g(kn, "log-accepted-median-ms"), target: "(report)", unit: "ms", whyOurs: notRun(kn)},
 	)
