@@ -440,6 +440,10 @@ func (c *Config) validate(pos []keyPos, add func(int, string, ...any)) {
 	if strings.ContainsAny(s.Prefix, "\n\x00") {
 		add(at("source.prefix"), "source.prefix must be one line")
 	}
+	// The parser reports the LOG prefix without its surrounding white space
+	// (the kernel prints "knock: IN=..." for --log-prefix "knock: "), so the
+	// prefix copied from the LOG rule must match the same way.
+	s.Prefix = strings.TrimSpace(s.Prefix)
 
 	k := &c.Knock
 	if k.Base < 1 || k.Base+255 > 65535 {

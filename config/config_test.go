@@ -303,3 +303,19 @@ func TestRelativePaths(t *testing.T) {
 		t.Errorf("absolute default changed: %q", c.Daemon.ControlSocket)
 	}
 }
+
+// TestPrefixAsWrittenInTheLOGRule: admins copy the prefix from
+// `--log-prefix "knock: "`, trailing space included; the parser reports
+// prefixes trimmed, so the configured one must be trimmed too or nothing
+// would ever match.
+func TestPrefixAsWrittenInTheLOGRule(t *testing.T) {
+	for _, in := range []string{`"knock: "`, `" knock:"`, `"knock:"`} {
+		c, err := Parse("p.toml", []byte("[source]\nprefix = "+in+userBlock))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Source.Prefix != "knock:" {
+			t.Errorf("prefix %s loaded as %q, want \"knock:\"", in, c.Source.Prefix)
+		}
+	}
+}

@@ -715,7 +715,8 @@ func (d *Daemon) apply(u *config.User, src, target netip.Addr, port uint16, minu
 			case grant.NotFound:
 				d.log.Info("close requested for an opening that is not open", append([]any{"event", "closed", "reason", "not_open"}, attrs...)...)
 			default:
-				d.log.Error("closing failed; retrying", append([]any{"event", "close_failed", "err", err}, attrs...)...)
+				// grant.Manager has logged event=close_failed and retries.
+				d.log.Debug("close requested; the firewall refused it for now", append([]any{"err", err}, attrs...)...)
 			}
 			continue
 		}
