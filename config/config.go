@@ -370,7 +370,7 @@ func tomlError(path string, err error, pos []keyPos, index int) error {
 
 var (
 	chainRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,28}$`)
-	setRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,31}$`)
+	setRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,30}$`) // ipset names hold 31 bytes; the backend appends "6" for IPv6
 	nsRE    = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 	nameRE  = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,64}$`)
 	nftRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
@@ -503,7 +503,7 @@ func (c *Config) validate(pos []keyPos, add func(int, string, ...any)) {
 		add(at("backend.nft_chain"), "backend.nft_chain %q is not a chain name", b.NftChain)
 	}
 	if !setRE.MatchString(b.Set) {
-		add(at("backend.set"), "backend.set %q: want 1 to 31 letters, digits, _, . or -", b.Set)
+		add(at("backend.set"), "backend.set %q: want 1 to 30 letters, digits, _, . or - (the IPv6 set adds a 6)", b.Set)
 	}
 	if r, err := ParsePortRange(b.RuleRange); err != nil {
 		add(at("backend.rule_range"), "backend.rule_range: %v", err)

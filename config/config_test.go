@@ -157,6 +157,7 @@ func TestParseBad(t *testing.T) {
 		{"lockout failures zero", "[knock]\nlockout_failures = 0\n" + userBlock, 2, "lockout_failures"},
 		{"unknown backend", "[backend]\ntype = \"pf\"\n" + userBlock, 2, `backend.type "pf"`},
 		{"bad chain", "[backend]\nchain = \"A B\"\n" + userBlock, 2, "backend.chain"},
+		{"ipset name too long for its IPv6 twin", "[backend]\nset = \"" + strings.Repeat("s", 31) + "\"\n" + userBlock, 2, "backend.set"},
 		{"bad table", "[backend]\ntable = \"filter\"\n" + userBlock, 2, "backend.table"},
 		{"bad netns", "[backend]\nnetns = \"../x\"\n" + userBlock, 2, "backend.netns"},
 		{"bad rule range", "[backend]\nrule_range = \"10-5\"\n" + userBlock, 2, "range ends before"},
