@@ -218,6 +218,7 @@ func TestBruteForceAndFlood(t *testing.T) {
 	st := waitLines(t, conf, uint64(lines), 3*time.Minute)
 	elapsed := time.Since(start)
 	hwm := p.vmHWM()
+	cpu := p.cpu()
 	c := st.Counters
 	var rejected uint64
 	var reasons []string
@@ -227,9 +228,9 @@ func TestBruteForceAndFlood(t *testing.T) {
 			reasons = append(reasons, fmt.Sprintf("%s=%d", r, n))
 		}
 	}
-	t.Logf("brute force: %d lines from %d sources in %v (%.0f lines/s, %.0f candidates/s); decode attempts (candidates) %d, accepted %d, rejected %d (%s), lockouts %d, sources tracked %d, VmHWM %d KiB",
+	t.Logf("brute force: %d lines from %d sources in %v (%.0f lines/s, %.0f candidates/s); decode attempts (candidates) %d, accepted %d, rejected %d (%s), lockouts %d, sources tracked %d, VmHWM %d KiB, daemon CPU %v",
 		lines, sources, elapsed.Round(time.Millisecond), float64(lines)/elapsed.Seconds(), float64(c.Candidates)/elapsed.Seconds(),
-		c.Candidates, c.Accepted, rejected, strings.Join(reasons, " "), c.Lockouts, c.Sources, hwm)
+		c.Candidates, c.Accepted, rejected, strings.Join(reasons, " "), c.Lockouts, c.Sources, hwm, cpu)
 
 	if c.Accepted != 1 || c.Opened != 1 {
 		t.Errorf("accepted %d opened %d, want 1 and 1 (the legitimate knock only)", c.Accepted, c.Opened)

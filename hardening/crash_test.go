@@ -43,6 +43,7 @@ func kernelOpenings(t *testing.T, ns, chain string) []string {
 // kernel belongs to a live grant, every live grant closes on time, and the
 // state file loaded after every crash.
 func TestKill9DuringKnocksAndCloses(t *testing.T) {
+	t.Parallel()
 	netnstest.Require(t, "iptables", "ip6tables")
 	e := newEnv(t)
 	n := netnstest.New(t)
@@ -104,7 +105,10 @@ func TestKill9DuringKnocksAndCloses(t *testing.T) {
 				time.Sleep(time.Duration(5+rng.IntN(40)) * time.Millisecond)
 			}
 		}()
-		time.Sleep(time.Duration(150+rng.IntN(900)) * time.Millisecond)
+		mu.Lock()
+		pause := time.Duration(150+rng.IntN(900)) * time.Millisecond
+		mu.Unlock()
+		time.Sleep(pause)
 		p.kill9()
 		close(stop)
 		wg.Wait()

@@ -207,3 +207,69 @@ func TestFirewallFaultsOpenClose(t *testing.T) {
 		t.Errorf("openings left behind:\n%s", out)
 	}
 }
+
+// TestExecFirewallFailsForAWhile runs the built daemon with an exec
+// backend whose script exits non-zero while a flag file exists, in real
+// time (one 1-minute grant): an open during the failure is reported
+// open_failed and recorded nowhere; the close at expiry fails, is retried,
+// and happens once the script works again.
+func TestExecFirewallFailsForAWhile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	conf := e.config(cfg{})
+	p := e.start(conf, nil)
+	flag := func(op string, on bool) {
+		f := filepath.Join(e.dir, "fail-"+op)
+		if on {
+			if err := os.WriteFile(f, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			os.Remove(f)
+		}
+	}
+
+	a, b := addr("198.18.80.1"), addr("198.18.80.2")
+	flag("open", true)
+	flag("close", true) // the undo of the failed open fails too
+	mark := p.mark()
+	p.feed(e.seqLines(a, cipher.Request{Port: 22, Time: 1})...)
+	p.mustWait(mark, 10*time.Second, map[string]string{"event": "open_failed", "addr": a.String()})
+	flag("open", false)
+	flag("close", false)
+	p.feed(e.seqLines(b, cipher.Request{Port: 22, Time: 1})...)
+	ev := p.mustWait(mark, 10*time.Second, map[string]string{"event": "opened", "addr": b.String()})
+	expires, err := time.Parse(time.RFC3339, ev.get("expires"))
+	if err != nil {
+		t.Fatalf("opened event without an expiry: %v", ev)
+	}
+	if e.fwCount("open") != 1 {
+		t.Fatalf("firewall record %q, want b's open only", e.fwLog())
+	}
+
+	// The close at expiry fails for about 5 s.
+	time.Sleep(time.Until(expires.Add(-2 * time.Second)))
+	flag("close", true)
+	p.mustWait(mark, 10*time.Second, map[string]string{"event": "close_failed", "addr": b.String()})
+	time.Sleep(4 * time.Second)
+	flag("close", false)
+	recovered := time.Now()
+	p.mustWait(mark, 20*time.Second, map[string]string{"event": "closed", "addr": b.String()})
+	closedAt := time.Now()
+	failed := p.count(map[string]string{"event": "close_failed", "addr": b.String()})
+	t.Logf("close of %v: expiry %s, %d failed attempts, firewall back after %v, closed %v later",
+		b, expires.Format(time.TimeOnly), failed, recovered.Sub(expires).Round(100*time.Millisecond), closedAt.Sub(recovered).Round(100*time.Millisecond))
+	if failed < 2 {
+		t.Errorf("%d close_failed events, want retries", failed)
+	}
+	// Backoff 1 s doubling: attempts at +0, +1, +3, +7 s after expiry.
+	if closedAt.Sub(recovered) > 6*time.Second {
+		t.Errorf("closed %v after the firewall recovered, want the next retry", closedAt.Sub(recovered))
+	}
+	if got := e.fwLog(); e.fwCount("close") < 1 || !strings.HasPrefix(got[len(got)-1], "close_"+b.String()) {
+		t.Errorf("firewall record %q, want b closed last", got)
+	}
+	if st := status(t, conf); len(st.Grants) != 0 {
+		t.Errorf("grants left: %+v", st.Grants)
+	}
+}

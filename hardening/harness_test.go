@@ -432,6 +432,23 @@ func (p *proc) vmHWM() int {
 	return -1
 }
 
+// cpu returns the daemon's user+system CPU time so far (clock ticks of
+// 10 ms, as Linux reports them in /proc/PID/stat).
+func (p *proc) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return -1
+	}
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
 // ctl runs a knockdaemon command against conf and returns its combined
 // output and exit code.
 func ctl(conf string, environ []string, args ...string) (string, int) {
