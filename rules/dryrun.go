@@ -222,7 +222,7 @@ func (b *NFTables) planClose(o Opening, _ bool, _ int) ([][]string, error) {
 func (b *IPSet) planSetup() [][]string {
 	var cmds [][]string
 	for _, f := range b.families() {
-		cmds = append(cmds, b.createArgv(f), b.matchArgv(f, "-I"))
+		cmds = append(cmds, b.createArgv(f, false), b.matchArgv(f, "-I"))
 	}
 	return cmds
 }

@@ -50,9 +50,9 @@ func TestDryRun(t *testing.T) {
 			name: "ipset refreshes on open again",
 			opts: Options{Type: "ipset", Set: "kd"},
 			want: []string{
-				"ipset -exist create kd hash:ip,port family inet timeout 0",
+				"ipset create kd hash:ip,port family inet timeout 0",
 				"iptables -w -I INPUT 1 -m set --match-set kd src,dst -m comment --comment 'knockdaemon ipset kd' -j ACCEPT",
-				"ipset -exist create kd6 hash:ip,port family inet6 timeout 0",
+				"ipset create kd6 hash:ip,port family inet6 timeout 0",
 				"ip6tables -w -I INPUT 1 -m set --match-set kd6 src,dst -m comment --comment 'knockdaemon ipset kd6' -j ACCEPT",
 				"ipset -exist add kd 198.51.100.7,tcp:22 timeout 90",
 				"ipset -exist add kd 198.51.100.7,tcp:22 timeout 90",

@@ -95,10 +95,16 @@ func ipsetElem(o Opening) string {
 	return o.Addr.String() + "," + o.Proto + ":" + strconv.Itoa(int(o.Port))
 }
 
-func (b *IPSet) createArgv(f ipsetFamily) []string {
+// createArgv creates f's set; with exist, a set that exists with the same
+// type and options is not an error (one with others is).
+func (b *IPSet) createArgv(f ipsetFamily, exist bool) []string {
+	argv := []string{"ipset"}
+	if exist {
+		argv = append(argv, "-exist")
+	}
 	// timeout 0: the set supports per-element timeouts, and an element
 	// added without one (or with 0) is permanent.
-	return []string{"ipset", "-exist", "create", f.set, "hash:ip,port", "family", f.family, "timeout", "0"}
+	return append(argv, "create", f.set, "hash:ip,port", "family", f.family, "timeout", "0")
 }
 
 func (b *IPSet) matchArgv(f ipsetFamily, op string) []string {
@@ -137,22 +143,49 @@ func (b *IPSet) Check(ctx context.Context) error {
 }
 
 // Setup creates both sets and the rule matching each at the top of INPUT;
-// it is idempotent.
+// it is idempotent. A set is created without -exist first, so that Setup
+// knows whether it made it; one that exists is checked with -exist
+// (same type and options, or an error). When a step fails, Setup removes
+// what this call created (rules it inserted, sets it made) and returns
+// the error: nothing is left half applied.
 func (b *IPSet) Setup(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	var undo [][]string
+	fail := func(err error) error {
+		return rollback(ctx, b.undoRun, undo, fmt.Errorf("ipset setup: %w", err))
+	}
 	for _, f := range b.families() {
-		if _, err := b.run(ctx, b.createArgv(f)...); err != nil {
+		_, err := b.run(ctx, b.createArgv(f, false)...)
+		if err == nil {
+			undo = append(undo, []string{"ipset", "destroy", f.set})
+		} else if errors.Is(err, ErrExists) {
+			_, err = b.run(ctx, b.createArgv(f, true)...)
 			if errors.Is(err, ErrExists) {
-				return fmt.Errorf("ipset setup: set %s exists with another type or options (want hash:ip,port family %s timeout 0): %w", f.set, f.family, err)
+				return fail(fmt.Errorf("set %s exists with another type or options (want hash:ip,port family %s timeout 0): %w", f.set, f.family, err))
 			}
-			return fmt.Errorf("ipset setup: %w", err)
 		}
-		if err := ensureRule(ctx, b.run, b.matchArgv(f, "-C"), b.matchArgv(f, "-I")); err != nil {
-			return fmt.Errorf("ipset setup: %w", err)
+		if err != nil {
+			return fail(err)
+		}
+		created, err := ensureRuleCreated(ctx, b.run, b.matchArgv(f, "-C"), b.matchArgv(f, "-I"))
+		if created {
+			undo = append(undo, b.matchArgv(f, "-D"))
+		}
+		if err != nil {
+			return fail(err)
 		}
 	}
 	return nil
+}
+
+// undoRun runs a rollback command; destroying a set waits out the
+// kernel's release of a just deleted rule, as Teardown does.
+func (b *IPSet) undoRun(ctx context.Context, argv ...string) ([]byte, error) {
+	if len(argv) == 3 && argv[0] == "ipset" && argv[1] == "destroy" {
+		return nil, b.destroy(ctx, argv[2])
+	}
+	return b.run(ctx, argv...)
 }
 
 // Teardown removes the rules and destroys the sets. What is already gone

@@ -24,6 +24,8 @@ func TestIPSetArgv(t *testing.T) {
 		ins6    = "ip6tables -w -I INPUT 1 -m set --match-set knockdaemon6 src,dst -m comment --comment 'knockdaemon ipset knockdaemon6' -j ACCEPT"
 		create4 = "ipset -exist create knockdaemon hash:ip,port family inet timeout 0"
 		create6 = "ipset -exist create knockdaemon6 hash:ip,port family inet6 timeout 0"
+		new4    = "ipset create knockdaemon hash:ip,port family inet timeout 0"
+		new6    = "ipset create knockdaemon6 hash:ip,port family inet6 timeout 0"
 	)
 	runOpCases(t, mkIPSet, []opCase{
 		{
@@ -32,19 +34,42 @@ func TestIPSetArgv(t *testing.T) {
 				f.Fail("iptables -w -C "+match4, 1, xtBadRule).Fail("ip6tables -w -C "+match6, 1, xtBadRule)
 			},
 			op:   setup,
-			want: []string{create4, "iptables -w -C " + match4, ins4, create6, "ip6tables -w -C " + match6, ins6},
+			want: []string{new4, "iptables -w -C " + match4, ins4, new6, "ip6tables -w -C " + match6, ins6},
 		},
 		{
-			name: "setup again adds no rule",
+			name: "setup again adds no rule and checks the sets' type",
+			script: func(f *FakeRunner) {
+				f.Fail(new4, 1, ipsetSameName).Fail(new6, 1, ipsetSameName)
+			},
 			op:   setup,
-			want: []string{create4, "iptables -w -C " + match4, create6, "ip6tables -w -C " + match6},
+			want: []string{new4, create4, "iptables -w -C " + match4, new6, create6, "ip6tables -w -C " + match6},
 		},
 		{
 			name:    "setup with a set of another type",
-			script:  func(f *FakeRunner) { f.Fail(create4, 1, ipsetSameName) },
+			script:  func(f *FakeRunner) { f.Fail(new4, 1, ipsetSameName).Fail(create4, 1, ipsetSameName) },
 			op:      setup,
-			want:    []string{create4},
+			want:    []string{new4, create4},
 			wantErr: ErrExists,
+		},
+		{
+			name: "setup failing half way removes the sets and rules it made, in reverse",
+			script: func(f *FakeRunner) {
+				f.Fail("iptables -w -C "+match4, 1, xtBadRule).Fail("ip6tables -w -C "+match6, 1, xtBadRule).
+					Fail(ins6, 4, "ip6tables: injected failure")
+			},
+			op: setup,
+			want: []string{new4, "iptables -w -C " + match4, ins4, new6, "ip6tables -w -C " + match6, ins6,
+				"ipset destroy knockdaemon6", "iptables -w -D " + match4, "ipset destroy knockdaemon"},
+			wantErr: errAny,
+		},
+		{
+			name: "setup failing half way keeps what existed before",
+			script: func(f *FakeRunner) {
+				f.Fail(new4, 1, ipsetSameName).Fail(new6, 1, "ipset v7.17: Kernel error received: Operation not permitted")
+			},
+			op:      setup,
+			want:    []string{new4, create4, "iptables -w -C " + match4, new6},
+			wantErr: errAny,
 		},
 		{
 			name: "open ipv4 tcp with timeout: one command",

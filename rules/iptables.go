@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // DefaultChain is the iptables chain the daemon owns.
@@ -142,32 +143,81 @@ func (b *IPTables) Check(ctx context.Context) error {
 }
 
 // Setup creates the chain in both families and the jump to it at the top
-// of INPUT; it is idempotent.
+// of INPUT; it is idempotent. When a step fails, Setup removes what this
+// call created (the jumps it inserted, the chains it made, never ones
+// that were there before) and returns the error: nothing is left half
+// applied.
 func (b *IPTables) Setup(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	var undo [][]string
+	fail := func(err error) error {
+		return rollback(ctx, b.run, undo, fmt.Errorf("iptables setup: %w", err))
+	}
 	for _, tool := range xtablesTools {
-		if _, err := b.run(ctx, tool, "-w", "-N", b.chain); err != nil && !errors.Is(err, ErrExists) {
-			return fmt.Errorf("iptables setup: %w", err)
+		_, err := b.run(ctx, tool, "-w", "-N", b.chain)
+		switch {
+		case err == nil:
+			undo = append(undo, []string{tool, "-w", "-X", b.chain})
+		case !errors.Is(err, ErrExists):
+			return fail(err)
 		}
-		if err := ensureRule(ctx, b.run, b.jumpArgv(tool, "-C"), b.jumpArgv(tool, "-I")); err != nil {
-			return fmt.Errorf("iptables setup: %w", err)
+		created, err := ensureRuleCreated(ctx, b.run, b.jumpArgv(tool, "-C"), b.jumpArgv(tool, "-I"))
+		if created {
+			undo = append(undo, b.jumpArgv(tool, "-D"))
+		}
+		if err != nil {
+			return fail(err)
 		}
 	}
 	return nil
 }
 
-// ensureRule runs check and, when the rule does not exist, add.
-func ensureRule(ctx context.Context, run func(context.Context, ...string) ([]byte, error), check, add []string) error {
-	_, err := run(ctx, check...)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, ErrNotExist) {
+// rollbackTimeout bounds the undoing of a failed Setup, which runs even
+// when the Setup's context was cancelled.
+const rollbackTimeout = 30 * time.Second
+
+// rollback runs the undo commands in reverse order (all of them, even
+// after one fails) and returns err, with what could not be undone joined
+// to it.
+func rollback(ctx context.Context, run func(context.Context, ...string) ([]byte, error), undo [][]string, err error) error {
+	if len(undo) == 0 {
 		return err
 	}
-	_, err = run(ctx, add...)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	var errs []error
+	for i := len(undo) - 1; i >= 0; i-- {
+		if _, uerr := run(ctx, undo[i]...); uerr != nil && !errors.Is(uerr, ErrNotExist) {
+			errs = append(errs, uerr)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(err, fmt.Errorf("undoing the setup also failed, remove by hand: %w", errors.Join(errs...)))
+	}
 	return err
+}
+
+// ensureRule runs check and, when the rule does not exist, add.
+func ensureRule(ctx context.Context, run func(context.Context, ...string) ([]byte, error), check, add []string) error {
+	_, err := ensureRuleCreated(ctx, run, check, add)
+	return err
+}
+
+// ensureRuleCreated is ensureRule that also says whether add ran and
+// succeeded.
+func ensureRuleCreated(ctx context.Context, run func(context.Context, ...string) ([]byte, error), check, add []string) (bool, error) {
+	_, err := run(ctx, check...)
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, ErrNotExist) {
+		return false, err
+	}
+	if _, err := run(ctx, add...); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // maxDuplicates bounds the delete loops: no more copies of one rule than

@@ -67,6 +67,43 @@ func TestIPTablesArgv(t *testing.T) {
 			wantErr: errAny,
 		},
 		{
+			// hardening: ip6tables passes Check but fails -N (module
+			// missing): the IPv4 jump and chain this call made go again.
+			name: "setup failing in the second family removes what it made in the first",
+			script: func(f *FakeRunner) {
+				f.Fail("iptables -w -C INPUT -j KNOCKDAEMON", 2, xtJumpMissing)
+				f.Fail("ip6tables -w -N KNOCKDAEMON", 4, "ip6tables: injected failure")
+			},
+			op: setup,
+			want: []string{
+				"iptables -w -N KNOCKDAEMON",
+				"iptables -w -C INPUT -j KNOCKDAEMON",
+				"iptables -w -I INPUT 1 -j KNOCKDAEMON",
+				"ip6tables -w -N KNOCKDAEMON",
+				"iptables -w -D INPUT -j KNOCKDAEMON",
+				"iptables -w -X KNOCKDAEMON",
+			},
+			wantErr: errAny,
+		},
+		{
+			name: "setup failing half way keeps the chain and jump that were there",
+			script: func(f *FakeRunner) {
+				f.Fail("iptables -w -N KNOCKDAEMON", 1, xtChainExists)
+				f.Fail("ip6tables -w -C INPUT -j KNOCKDAEMON", 1, xtBadRule)
+				f.Fail("ip6tables -w -I INPUT 1 -j KNOCKDAEMON", 4, "ip6tables: injected failure")
+			},
+			op: setup,
+			want: []string{
+				"iptables -w -N KNOCKDAEMON",
+				"iptables -w -C INPUT -j KNOCKDAEMON",
+				"ip6tables -w -N KNOCKDAEMON",
+				"ip6tables -w -C INPUT -j KNOCKDAEMON",
+				"ip6tables -w -I INPUT 1 -j KNOCKDAEMON",
+				"ip6tables -w -X KNOCKDAEMON",
+			},
+			wantErr: errAny,
+		},
+		{
 			name:   "open ipv4 tcp",
 			script: func(f *FakeRunner) { f.Fail("iptables -w -C KNOCKDAEMON "+iptRule4, 1, xtBadRule) },
 			op:     open(v4),

@@ -99,6 +99,24 @@ func TestNFTablesArgv(t *testing.T) {
 				"nft create element " + el4 + " timeout 90s }"},
 		},
 		{
+			// The transaction is all Setup changes; a probe that fails
+			// after it leaves the create path that every kernel has.
+			name: "setup whose probe fails succeeds and keeps create",
+			script: func(f *FakeRunner) {
+				f.On(list, nftChainOurs, nil).Fail(nftProbe2, 1, "Error: Could not process rule: Operation not permitted")
+			},
+			op: func(ctx context.Context, b Backend) error {
+				b.(*NFTables).addUpdates.Store(true)
+				if err := b.Setup(ctx); err != nil {
+					return err
+				}
+				return b.Open(ctx, v4)
+			},
+			want: []string{list, "nft add set inet filter knockdaemon { type ipv4_addr . inet_proto . inet_service ';' flags timeout ';' } ';' " +
+				"delete rule inet filter input handle 7 ';' add set inet filter knockdaemon6 { type ipv6_addr . inet_proto . inet_service ';' flags timeout ';' }" + nftProbe, nftProbe2,
+				"nft create element " + el4 + " timeout 90s }"},
+		},
+		{
 			name:    "setup without the admin's chain",
 			script:  func(f *FakeRunner) { f.Fail(list, 1, nftENOENT) },
 			op:      setup,
