@@ -12,6 +12,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,6 +92,10 @@ type Daemon struct {
 	doors  *door.Service // nil without [[door]]
 	replay *replay.Cache
 	sw     *state.Writer[State]
+	// journal holds the replay entries accepted since the state file
+	// was last written (nil when it could not be opened: decide then
+	// writes the whole state file before each opening).
+	journal *state.Journal[replay.Entry]
 
 	ctr      counters
 	started  time.Time
@@ -334,6 +339,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.grants.Stop()
 		return &FirewallError{Op: "setup", Backend: d.backend.Name(), Err: err}
 	}
+	d.openJournal()
 	if err := d.grants.Restore(ctx, st.Grants); err != nil {
 		d.log.Warn("some saved grants were skipped", "err", err)
 	}
@@ -446,6 +452,33 @@ func (d *Daemon) restoreState() (State, error) {
 	return st, nil
 }
 
+// openJournal opens the replay journal beside the state file and loads
+// its entries after the state file's (an entry in both is harmless). It
+// runs once the firewall is set up, so a daemon that cannot start
+// creates no file. Without a journal, decide writes the whole state file
+// before each opening.
+func (d *Daemon) openJournal() {
+	jpath := JournalPath(d.cur.Load().cfg.Daemon.StateFile)
+	j, recs, info, err := state.OpenJournal[replay.Entry](jpath)
+	if err != nil {
+		d.log.Error("cannot open the replay journal; writing the whole state file before each opening instead", "err", err)
+		return
+	}
+	if err := d.replay.Load(recs); err != nil {
+		d.log.Warn("some journaled replay entries were skipped", "err", err)
+	}
+	if info.Torn || info.Damaged > 0 {
+		d.log.Warn("replay journal had damaged records (a crash while writing?); they were skipped",
+			"path", jpath, "torn_tail", info.Torn, "damaged", info.Damaged, "read", info.Records)
+	}
+	d.sw.View(func(s *State) { s.Replay = d.replay.Entries() })
+	d.journal = j
+	d.sw.SetJournal(j)
+}
+
+// JournalPath is the replay journal kept beside the state file.
+func JournalPath(stateFile string) string { return stateFile + ".journal" }
+
 func (d *Daemon) shutdown() error {
 	cfg := d.cur.Load().cfg
 	var errs []error
@@ -470,6 +503,14 @@ func (d *Daemon) shutdown() error {
 	if err := d.sw.Close(); err != nil {
 		d.log.Error("final state write failed", "err", err)
 		errs = append(errs, fmt.Errorf("state file: %w", err))
+	}
+	if d.journal != nil {
+		_ = d.journal.Close()
+	}
+	// A backend's long-lived firewall command (nftables) ends here; it
+	// would also end with the daemon, when its input pipe closes.
+	if s, ok := d.backend.(interface{ Stop() error }); ok {
+		_ = s.Stop()
 	}
 	d.log.Info("knockdaemon stopped", "close_on_exit", cfg.Daemon.CloseOnExit)
 	return errors.Join(errs...)
@@ -628,15 +669,27 @@ func (d *Daemon) decide(s *settings, src netip.Addr, block [8]byte, now time.Tim
 	}
 
 	u := s.users[acc.Key]
-	d.replay.Add(acc.Name, block, acc.ReplayUntil(s.cfg.Knock.MaxSkew.Duration, s.cfg.Knock.StaticReplayHorizon.Duration))
+	until := acc.ReplayUntil(s.cfg.Knock.MaxSkew.Duration, s.cfg.Knock.StaticReplayHorizon.Duration)
+	d.replay.Add(acc.Name, block, until)
 	d.asm.Accept(src)
 	d.ctr.accepted.Add(1)
 	target := config.Target(src, acc.Request.Allow)
 	d.log.Info("knock accepted", "event", "accepted", "src", src, "user", u.Name, "target", target,
 		"port", acc.Request.Port, "proto", u.Protocol, "minutes", minutesAttr(acc.Request.Time))
 	// The replay entry is on disk before the firewall changes: a crash
-	// after the open can never let the same sequence in twice.
-	err := d.sw.UpdateNow(func(st *State) { st.Replay = d.replay.Entries() })
+	// after the open can never let the same sequence in twice. One
+	// O_DSYNC append to the journal; the state file absorbs it on its
+	// next (coalesced) write. The state in memory is updated first, so
+	// that write's snapshot holds every entry the journal drops.
+	var err error
+	if d.journal != nil {
+		d.sw.Update(func(st *State) { st.Replay = d.replay.Entries() })
+		if err = d.journal.Append(replay.Entry{Key: acc.Name, Block: hex.EncodeToString(block[:]), Until: until}); err != nil {
+			err = d.sw.Flush()
+		}
+	} else {
+		err = d.sw.UpdateNow(func(st *State) { st.Replay = d.replay.Entries() })
+	}
 	d.noteStateErr(err)
 	d.apply(u, src, target, acc.Request.Port, acc.Request.Time)
 }

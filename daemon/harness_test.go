@@ -30,6 +30,9 @@ type fakeBackend struct {
 	opens      int
 	closes     int
 	closeCalls int
+	// onOpen, when set, runs at the start of every Open (what is on disk
+	// when the firewall changes).
+	onOpen func(rules.Opening)
 }
 
 func newFakeBackend() *fakeBackend { return &fakeBackend{open: map[string]rules.Opening{}} }
@@ -41,6 +44,9 @@ func (b *fakeBackend) Check(context.Context) error    { return nil }
 func (b *fakeBackend) Setup(context.Context) error    { return nil }
 func (b *fakeBackend) Teardown(context.Context) error { return nil }
 func (b *fakeBackend) Open(_ context.Context, o rules.Opening) error {
+	if b.onOpen != nil {
+		b.onOpen(o)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.failOpen > 0 {
@@ -222,12 +228,16 @@ func newHarnessExtra(t testing.TB, dir string, be *fakeBackend, clk *clock.Fake,
 	if err := d.grants.Restore(context.Background(), st.Grants); err != nil {
 		t.Fatal(err)
 	}
+	d.openJournal() // as Run does once the firewall is set up
 	h.restore = st
 	t.Cleanup(func() {
 		d.grants.Stop()
 		d.asm.Close()
 		d.replay.Close()
 		_ = d.sw.Close()
+		if d.journal != nil {
+			d.journal.Close()
+		}
 	})
 	return h
 }

@@ -118,8 +118,11 @@ func (w *Writer[T]) Flush() error {
 	// it was appended after its change was made in memory, so the
 	// snapshot holds it.
 	var mark int64
-	if w.opt.Journal != nil {
-		mark = w.opt.Journal.Mark()
+	w.mu.Lock()
+	journal := w.opt.Journal
+	w.mu.Unlock()
+	if journal != nil {
+		mark = journal.Mark()
 	}
 	w.mu.Lock()
 	seq := w.seq
@@ -156,12 +159,23 @@ func (w *Writer[T]) Flush() error {
 	if recovered && w.opt.OnRecover != nil {
 		w.opt.OnRecover()
 	}
-	if err == nil && w.opt.Journal != nil && mark > 0 {
-		if cerr := w.opt.Journal.Compact(mark); cerr != nil && w.opt.OnError != nil {
+	if err == nil && journal != nil && mark > 0 {
+		if cerr := journal.Compact(mark); cerr != nil && w.opt.OnError != nil {
 			w.opt.OnError(cerr)
 		}
 	}
 	return err
+}
+
+// SetJournal sets (or, with nil, removes) the journal the Writer
+// compacts after each write, as WriterOptions.Journal; for a journal
+// opened after the Writer was made (once the state was loaded).
+func (w *Writer[T]) SetJournal(j Compactor) {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.opt.Journal = j
 }
 
 // backoff is Interval doubled per consecutive failure, capped at MaxRetry.
