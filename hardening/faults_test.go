@@ -216,7 +216,10 @@ func TestFirewallFaultsOpenClose(t *testing.T) {
 func TestExecFirewallFailsForAWhile(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	conf := e.config(cfg{})
+	// b asks for another port than a: the same request in the same 30 s
+	// window is the same block, which the replay cache admits once even
+	// when its open failed.
+	conf := e.config(cfg{user: "ports = [\"22-23\"]\nmax_minutes = 60\n"})
 	p := e.start(conf, nil)
 	flag := func(op string, on bool) {
 		f := filepath.Join(e.dir, "fail-"+op)
@@ -237,7 +240,7 @@ func TestExecFirewallFailsForAWhile(t *testing.T) {
 	p.mustWait(mark, 10*time.Second, map[string]string{"event": "open_failed", "addr": a.String()})
 	flag("open", false)
 	flag("close", false)
-	p.feed(e.seqLines(b, cipher.Request{Port: 22, Time: 1})...)
+	p.feed(e.seqLines(b, cipher.Request{Port: 23, Time: 1})...)
 	ev := p.mustWait(mark, 10*time.Second, map[string]string{"event": "opened", "addr": b.String()})
 	expires, err := time.Parse(time.RFC3339, ev.get("expires"))
 	if err != nil {
