@@ -532,12 +532,28 @@ func TestKmsgCannotBeForged(t *testing.T) {
 		t.Errorf("the user nobody could write to /dev/kmsg: %s", out)
 	}
 	x := addr("198.18.96.1")
-	before := status(t, conf).Counters
 	f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
 	if err != nil {
 		netnstest.Unavailable(t, "cannot open /dev/kmsg for writing: %v", err)
 	}
 	defer f.Close()
+	// Canary records until the daemon reads them: its kmsg source has
+	// seeked to the end by then.
+	canary := e.hitLine(addr("198.18.96.99"), 1, 22)
+	for i := 0; ; i++ {
+		before := status(t, conf).Counters.Malformed
+		if _, err := f.WriteString("<4>" + canary[strings.Index(canary, e.prefix):]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if status(t, conf).Counters.Malformed > before {
+			break
+		}
+		if i == 50 {
+			t.Fatal("the daemon never read a record written to /dev/kmsg")
+		}
+	}
+	before := status(t, conf).Counters
 	for _, l := range e.seqLines(x, cipher.Request{Port: 22, Time: 1}) {
 		// "<4>" asks for kern.warning; the kernel keeps the level and
 		// makes the facility user.
