@@ -98,9 +98,67 @@ wait_timeout = "3s"
 	}
 	expectClosedWithin(t, c, c.ServerIP4, portB, 2*time.Second, "after knockclient knock lab --close")
 
+	// knockdaemon revoke closes a grant from the server side.
+	m := d.mark()
+	w.knock(c, c.ServerIP4, portC, 8)
+	expectOpenWithin(t, c, c.ServerIP4, portC, openWithin, "port C after its knock")
+	if out, err := w.ctl(conf, "revoke", c.IP4.String(), strconv.Itoa(int(portC))); err != nil {
+		t.Errorf("knockdaemon revoke %s %d: %v\n%s", c.IP4, portC, err, out)
+	}
+	expectClosedWithin(t, c, c.ServerIP4, portC, 2*time.Second, "after knockdaemon revoke")
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "closed", "reason": "revoke", "addr": c.IP4.String()})
+	// Port A's grant is untouched by the revoke of port C.
+	if !canConnect(c, c.ServerIP4, portA, openProbe) {
+		t.Errorf("revoking port C closed port A too")
+	}
+
 	// close_on_exit: SIGTERM closes what is open.
 	d.stop()
 	expectClosed(t, c, c.ServerIP4, portA, "after the daemon stopped (close_on_exit)")
+
+	// knockdaemon teardown removes the chain and the jump it made, and
+	// nothing of the admin's rules.
+	chain := "KNOCK" + strings.ToUpper(w.id)
+	for _, ipt := range []string{"iptables", "ip6tables"} {
+		if out := netnstest.MustExec(t, w.net.Server, ipt, "-w", "-S"); !strings.Contains(out, chain) {
+			t.Errorf("%s -S shows no chain %s while the daemon's setup should have made it:\n%s", ipt, chain, out)
+		}
+	}
+	if out, err := w.ctl(conf, "teardown"); err != nil {
+		t.Errorf("knockdaemon teardown: %v\n%s", err, out)
+	}
+	for _, ipt := range []string{"iptables", "ip6tables"} {
+		out := netnstest.MustExec(t, w.net.Server, ipt, "-w", "-S")
+		if strings.Contains(out, chain) {
+			t.Errorf("after knockdaemon teardown, %s -S still shows %s:\n%s", ipt, chain, out)
+		}
+		if !strings.Contains(out, w.prefix) {
+			t.Errorf("knockdaemon teardown removed the admin's LOG rule from %s:\n%s", ipt, out)
+		}
+	}
+}
+
+// knockdaemon run --dry-run decides everything, prints the firewall
+// commands it would run and changes nothing.
+func TestDryRun(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, opts{})
+	conf := w.writeConfig(conf{})
+	d := w.startDaemon(conf, nil, "--dry-run")
+	c := w.net.Client
+	m := d.mark()
+	w.knock(c, c.ServerIP4, portA, 5)
+	d.waitEvent(m, 5*time.Second, map[string]string{"event": "accepted", "src": c.IP4.String()})
+	line := d.waitLine(m, 5*time.Second, "iptables command opening port 2222", func(l string) bool {
+		return strings.Contains(l, "iptables") && strings.Contains(l, c.IP4.String()) &&
+			strings.Contains(l, "2222") && strings.Contains(l, "ACCEPT") && !strings.HasPrefix(l, "{")
+	})
+	t.Logf("dry run printed: %s", line)
+	expectClosed(t, c, c.ServerIP4, portA, "after a knock to a dry-running daemon")
+	chain := "KNOCK" + strings.ToUpper(w.id)
+	if out := netnstest.MustExec(t, w.net.Server, "iptables", "-w", "-S"); strings.Contains(out, chain) {
+		t.Errorf("a dry run created chain %s:\n%s", chain, out)
+	}
 }
 
 // Case 4: a one-minute opening closes by itself, on time.

@@ -629,6 +629,38 @@ func (d *daemonProc) findEvent(mark int, timeout time.Duration, want map[string]
 	}
 }
 
+// waitLine waits up to timeout for an output line after mark (log or
+// anything else the daemon printed) for which ok is true.
+func (d *daemonProc) waitLine(mark int, timeout time.Duration, what string, ok func(string) bool) string {
+	d.t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		d.mu.Lock()
+		lines := d.lines[min(mark, len(d.lines)):]
+		next := d.notify
+		n := len(d.lines)
+		found, hit := "", false
+		for _, l := range lines {
+			if ok(l) {
+				found, hit = l, true
+				break
+			}
+		}
+		d.mu.Unlock()
+		if hit {
+			return found
+		}
+		mark = n
+		select {
+		case <-next:
+		case <-deadline.C:
+			d.t.Fatalf("knockdaemon printed no %s within %v", what, timeout)
+			return ""
+		}
+	}
+}
+
 // noEvent asserts that no event with the fields of want was logged after
 // mark.
 func (d *daemonProc) noEvent(mark int, want map[string]string) {
