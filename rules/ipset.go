@@ -21,10 +21,17 @@ const maxIPSetTimeout = 2147483
 // of nftables for iptables users.
 //
 // Open and Close are one ipset invocation each.
+//
+// When the Runner is a StreamRunner, Open and Close write their command
+// as one line to a long-lived "ipset -" child instead of forking ipset
+// each time, and wait until ipset has finished it; a child that does not
+// answer is killed and the command is run once more as a fork. Stop ends
+// the child.
 type IPSet struct {
 	r          Runner
 	set4, set6 string
 	mu         sync.Mutex
+	sess       *session // nil when the runner cannot start streams
 }
 
 // NewIPSet returns the ipset backend with sets named set and set+"6"
@@ -46,8 +53,29 @@ func NewIPSet(r Runner, set string) (*IPSet, error) {
 			return nil, fmt.Errorf("ipset set %q: only letters, digits, _ - . allowed", set)
 		}
 	}
-	return &IPSet{r: r, set4: set, set6: set + "6"}, nil
+	return &IPSet{r: r, set4: set, set6: set + "6", sess: newSession(r, ipsetProto{})}, nil
 }
+
+// runFast runs an ipset command of Open or Close through the long-lived
+// child and, when there is none or it broke, as a fork.
+func (b *IPSet) runFast(ctx context.Context, argv []string) error {
+	if b.sess != nil {
+		line, err := ipsetLine(argv)
+		if err != nil {
+			return err
+		}
+		err = b.sess.do(ctx, line, argv)
+		if !errors.Is(err, errSessionBroken) {
+			return classify(err, recogniseIPSet)
+		}
+	}
+	_, err := b.run(ctx, argv...)
+	return err
+}
+
+// Stop ends the long-lived ipset child, if one runs; a later Open starts
+// a new one. Teardown stops it too.
+func (b *IPSet) Stop() error { return b.sess.stop() }
 
 // Name is "ipset".
 func (b *IPSet) Name() string { return "ipset" }
@@ -176,6 +204,9 @@ func (b *IPSet) Setup(ctx context.Context) error {
 			return fail(err)
 		}
 	}
+	// ipset caches what it learnt of sets; a new child after Setup
+	// starts from the sets as they are now.
+	_ = b.sess.stop()
 	return nil
 }
 
@@ -201,6 +232,7 @@ func (b *IPSet) Teardown(ctx context.Context) error {
 			return fmt.Errorf("ipset teardown: %w", err)
 		}
 	}
+	_ = b.sess.stop()
 	return nil
 }
 
@@ -238,7 +270,7 @@ func (b *IPSet) Open(ctx context.Context, o Opening) error {
 	if err != nil {
 		return err
 	}
-	if _, err := b.run(ctx, argv...); err != nil {
+	if err := b.runFast(ctx, argv); err != nil {
 		return fmt.Errorf("ipset open %s: %w", o, err)
 	}
 	return nil
@@ -251,7 +283,7 @@ func (b *IPSet) Close(ctx context.Context, o Opening) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.run(ctx, b.closeArgv(o)...)
+	err = b.runFast(ctx, b.closeArgv(o))
 	if errors.Is(err, ErrNotExist) {
 		return nil // no set: the opening cannot be there either
 	}

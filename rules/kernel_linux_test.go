@@ -374,6 +374,7 @@ func BenchmarkKernelOpen(b *testing.B) {
 		// The same backend without the long-lived child: one fork each.
 		{"nftables-fork", func(r Runner) (Backend, error) { return NewNFTables(forkOnly{r}, "inet "+table, "input", "") }},
 		{"ipset", func(r Runner) (Backend, error) { return NewIPSet(r, "kb"+netnstest.RandHex(3)) }},
+		{"ipset-fork", func(r Runner) (Backend, error) { return NewIPSet(forkOnly{r}, "kb"+netnstest.RandHex(3)) }},
 		{"iptables", func(r Runner) (Backend, error) { return NewIPTables(r, "KB"+strings.ToUpper(netnstest.RandHex(3))) }},
 	}
 	for _, via := range []string{"netns-exec", "in-namespace"} {

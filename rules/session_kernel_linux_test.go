@@ -4,6 +4,7 @@ package rules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -128,5 +129,99 @@ func TestKernelNFTablesSession(t *testing.T) {
 	}
 	if err := syscall.Kill(pid, 0); err == nil {
 		t.Fatalf("child %d still exists after Teardown", pid)
+	}
+}
+
+// TestKernelIPSetSession is TestKernelNFTablesSession for ipset: Open and
+// Close through one long-lived "ipset -" child, the element present when
+// Open returns, a killed child costing one fork, concurrent opens, and
+// Teardown ending the child.
+func TestKernelIPSetSession(t *testing.T) {
+	t.Parallel()
+	h := newKernelHost(t, "ipset", "iptables", "ip6tables")
+	h.dropPort(t)
+	set := "ks" + strings.ToLower(fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff))
+	b, err := NewIPSet(h.r, set)
+	must(t, "new", err)
+	if b.sess == nil {
+		t.Fatal("ExecRunner through NetnsRunner gave no long-lived child")
+	}
+	ctx := context.Background()
+	must(t, "setup", b.Setup(ctx))
+	inSet := func(o Opening) bool {
+		s := set
+		if o.Addr.Is6() {
+			s = set + "6"
+		}
+		return strings.Contains(h.sh(t, "ipset", "list", s, "-output", "save"), fmt.Sprintf(" %s,%s:%d", o.Addr, o.Proto, o.Port))
+	}
+	o := h.client4()
+	o.Timeout = time.Hour
+	h.mustNotConnect(t, h.n.Client.ServerIP4, "before open")
+	must(t, "open", b.Open(ctx, o))
+	if !inSet(o) {
+		t.Fatal("element not in the set when Open returned")
+	}
+	h.mustConnect(t, h.n.Client.ServerIP4, "after open")
+	pid := b.sess.pid()
+	if pid == 0 || b.sess.started() != 1 {
+		t.Fatalf("open did not go through the long-lived child (pid %d, %d started)", pid, b.sess.started())
+	}
+	must(t, "close", b.Close(ctx, o))
+	if inSet(o) {
+		t.Fatal("element still in the set when Close returned")
+	}
+	h.mustNotConnect(t, h.n.Client.ServerIP4, "after close")
+
+	must(t, "kill the child", syscall.Kill(pid, syscall.SIGKILL))
+	time.Sleep(50 * time.Millisecond)
+	o6 := h.client6()
+	must(t, "open after the kill", b.Open(ctx, o6))
+	if !inSet(o6) {
+		t.Fatal("opening lost after the child was killed")
+	}
+	h.mustConnect(t, h.n.Client.ServerIP6, "open after the kill")
+	must(t, "close v6", b.Close(ctx, o6))
+	if b.sess.started() != 2 || b.sess.pid() == pid || b.sess.pid() == 0 {
+		t.Fatalf("after the kill: %d started, pid %d (old %d); want a new child", b.sess.started(), b.sess.pid(), pid)
+	}
+	// A failing command through the child is recognised as from a fork:
+	// a backend whose sets do not exist.
+	missing, err := NewIPSet(h.r, set+"x")
+	must(t, "new", err)
+	if err := missing.Open(ctx, o); !errors.Is(err, ErrNotExist) || missing.sess.started() != 1 {
+		t.Fatalf("Open into a missing set = %v (%d children), want ErrNotExist from the child", err, missing.sess.started())
+	}
+	must(t, "close in a missing set", missing.Close(ctx, o))
+	if n := missing.sess.started(); n != 1 {
+		t.Fatalf("%d children after an error answer, want the same one", n)
+	}
+	must(t, "stop", missing.Stop())
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 30)
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := o
+			p.Port = uint16(30000 + i)
+			errs <- b.Open(ctx, p)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		must(t, "concurrent open", err)
+	}
+	got, err := b.List(ctx)
+	must(t, "list", err)
+	if len(got) != 30 {
+		t.Fatalf("List after 30 concurrent opens: %d openings", len(got))
+	}
+	pid = b.sess.pid()
+	must(t, "teardown", b.Teardown(ctx))
+	if b.sess.pid() != 0 || syscall.Kill(pid, 0) == nil {
+		t.Fatalf("child %d still running after Teardown", pid)
 	}
 }

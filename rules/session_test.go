@@ -261,3 +261,73 @@ func TestSessionContextCancelled(t *testing.T) {
 		t.Fatalf("forked %q after cancellation", f.Calls())
 	}
 }
+
+// ipsetAnswers answers as "ipset -" 7.17 does on standard error: the
+// sentinel's parse error naming its token, nothing for a command that
+// worked, "ipset v7.17: ..." for one in fail.
+func ipsetAnswers(fail map[string]string) func([]string, string) ([]string, bool) {
+	return func(_ []string, line string) ([]string, bool) {
+		if tok, ok := strings.CutPrefix(line, "create knockdaemon-sync "); ok {
+			return []string{"ipset v7.17: Syntax error: typename '" + tok + "' is unknown"}, false
+		}
+		if msg, ok := fail[line]; ok {
+			return []string{"ipset v7.17: " + msg}, false
+		}
+		return nil, false
+	}
+}
+
+func TestIPSetSessionLines(t *testing.T) {
+	const (
+		add4 = "-exist add knockdaemon 198.51.100.7,tcp:22 timeout 90"
+		add6 = "-exist add knockdaemon6 2001:db8::7,tcp:443 timeout 2"
+		del4 = "-exist del knockdaemon 198.51.100.7,tcp:22"
+	)
+	ctx := context.Background()
+	f := &FakeStreamRunner{Answer: ipsetAnswers(nil)}
+	b, err := NewIPSet(f, "")
+	must(t, "new", err)
+	must(t, "open v4", b.Open(ctx, v4))
+	must(t, "open v6", b.Open(ctx, v6))
+	must(t, "close v4", b.Close(ctx, v4))
+	f.Answer = ipsetAnswers(map[string]string{del4: "The set with the given name does not exist"})
+	must(t, "close without the set", b.Close(ctx, v4))
+	f.Answer = ipsetAnswers(map[string]string{add4: "Kernel error received: Operation not permitted"})
+	err = b.Open(ctx, v4)
+	var ce *CmdError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Stderr, "Operation not permitted") || ce.Argv[0] != "ipset" {
+		t.Fatalf("Open with EPERM = %v, want a *CmdError with ipset's answer", err)
+	}
+	want := []string{"create knockdaemon-sync knockdaemon.sync.0.",
+		add4, "create knockdaemon-sync knockdaemon.sync.1.",
+		add6, "create knockdaemon-sync knockdaemon.sync.2.",
+		del4, "create knockdaemon-sync knockdaemon.sync.3.",
+		del4, "create knockdaemon-sync knockdaemon.sync.4.",
+		add4, "create knockdaemon-sync knockdaemon.sync.5."}
+	if got := f.Written(); !slices.Equal(got, want) {
+		t.Fatalf("lines written:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if got := f.Starts(); !slices.Equal(got, []string{"ipset -"}) {
+		t.Fatalf("started %q", got)
+	}
+	if calls := f.Calls(); len(calls) != 0 {
+		t.Fatalf("forked %q", calls)
+	}
+
+	// An answer naming another request (out of step) breaks the child:
+	// the command is forked, the next one gets a new child.
+	f.Answer = func(_ []string, line string) ([]string, bool) {
+		if strings.HasPrefix(line, "create knockdaemon-sync ") {
+			return []string{"ipset v7.17: Syntax error: typename 'knockdaemon.sync.99.' is unknown"}, false
+		}
+		return nil, false
+	}
+	b.sess.timeout = 200 * time.Millisecond
+	must(t, "open with an answer out of step", b.Open(ctx, v4))
+	if got := f.Calls(); !slices.Equal(got, []string{"ipset -exist add knockdaemon 198.51.100.7,tcp:22 timeout 90"}) {
+		t.Fatalf("forks %q", got)
+	}
+	if _, err := ipsetLine([]string{"ipset", "add", "x", "a b"}); err == nil {
+		t.Fatal("ipsetLine accepted an argument with a space")
+	}
+}

@@ -26,6 +26,11 @@ import (
 // it, and OpenJournal cuts it off so the next record starts on a line of
 // its own.
 //
+// The file is opened for each append and closed again (a few
+// microseconds beside the disk write): a daemon holding no writable file
+// there does not stop an administrator from remounting the state
+// directory read-only.
+//
 // Compaction: the state file absorbs the journal. Take Mark, then the
 // state snapshot (which must already hold every record appended before
 // the mark), write the state file, then Compact(mark): records appended
@@ -38,10 +43,10 @@ import (
 type Journal[T any] struct {
 	path string
 
-	mu   sync.Mutex
-	f    *os.File
-	size int64 // bytes of whole records in the file
-	buf  []byte
+	mu     sync.Mutex
+	size   int64 // bytes of whole records in the file
+	closed bool
+	buf    []byte
 }
 
 // MaxJournalRecord bounds one record; a longer line is not a record.
@@ -143,30 +148,25 @@ func appendRecord(buf []byte, v any) ([]byte, error) {
 }
 
 // OpenJournal reads the journal at path (creating it, mode 0600, when it
-// does not exist), cuts off a torn last record and opens it for
-// appending. It returns the records it read, for the caller to apply
-// after the state file, and what it found.
+// does not exist), cuts off a torn last record and makes the journal
+// ready for appending. It returns the records it read, for the caller to
+// apply after the state file, and what it found.
 func OpenJournal[T any](path string) (*Journal[T], []T, JournalInfo, error) {
 	recs, info, err := ReadJournal[T](path)
 	if err != nil {
 		return nil, nil, info, err
 	}
-	_, statErr := os.Stat(path)
-	created := errors.Is(statErr, fs.ErrNotExist)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|oDSync, 0o600)
+	f, created, err := openAppend(path)
 	if err != nil {
 		return nil, nil, info, fmt.Errorf("state: journal: %w", err)
 	}
+	defer f.Close()
 	fail := func(err error) (*Journal[T], []T, JournalInfo, error) {
-		f.Close()
 		return nil, nil, info, fmt.Errorf("state: journal %s: %w", path, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		return fail(err)
-	}
-	if !st.Mode().IsRegular() {
-		return fail(errors.New("not a regular file"))
 	}
 	if st.Size() != info.Size {
 		// A torn tail (or a file that grew since it was read: nobody
@@ -183,7 +183,29 @@ func OpenJournal[T any](path string) (*Journal[T], []T, JournalInfo, error) {
 			return fail(err)
 		}
 	}
-	return &Journal[T]{path: path, f: f, size: info.Size}, recs, info, nil
+	return &Journal[T]{path: path, size: info.Size}, recs, info, nil
+}
+
+// openAppend opens path for durable appends, creating it (mode 0600)
+// when missing; created tells whether it did. Anything but a regular
+// file is refused.
+func openAppend(path string) (f *os.File, created bool, err error) {
+	f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|oDSync, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL|oDSync, 0o600)
+		created = err == nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%s: not a regular file", path)
+		}
+		return nil, false, err
+	}
+	return f, created, nil
 }
 
 func syncDir(dir string) error {
@@ -208,7 +230,7 @@ func (j *Journal[T]) Path() string { return j.path }
 func (j *Journal[T]) Append(v T) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
+	if j.closed {
 		return fmt.Errorf("state: journal %s: closed", j.path)
 	}
 	var err error
@@ -216,12 +238,29 @@ func (j *Journal[T]) Append(v T) error {
 	if err != nil {
 		return fmt.Errorf("state: journal %s: %w", j.path, err)
 	}
-	n, err := j.f.Write(j.buf)
+	f, created, err := openAppend(j.path)
+	if err != nil {
+		return fmt.Errorf("state: journal %s: append: %w", j.path, err)
+	}
+	if created {
+		// Someone removed the file: it starts again from nothing.
+		j.size = 0
+	}
+	n, err := f.Write(j.buf)
 	if err != nil {
 		if n > 0 {
-			_ = j.f.Truncate(j.size)
+			_ = f.Truncate(j.size)
 		}
+		f.Close()
 		return fmt.Errorf("state: journal %s: append: %w", j.path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("state: journal %s: append: %w", j.path, err)
+	}
+	if created {
+		if err := syncDir(filepath.Dir(j.path)); err != nil {
+			return fmt.Errorf("state: journal %s: append: %w", j.path, err)
+		}
 	}
 	j.size += int64(n)
 	return nil
@@ -241,7 +280,7 @@ func (j *Journal[T]) Mark() int64 {
 func (j *Journal[T]) Compact(mark int64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
+	if j.closed {
 		return fmt.Errorf("state: journal %s: closed", j.path)
 	}
 	if mark <= 0 {
@@ -251,38 +290,42 @@ func (j *Journal[T]) Compact(mark int64) error {
 		return fmt.Errorf("state: journal %s: mark %d beyond the end %d", j.path, mark, j.size)
 	}
 	if mark == j.size {
-		if err := j.f.Truncate(0); err != nil {
-			return fmt.Errorf("state: journal %s: truncate: %w", j.path, err)
+		f, err := os.OpenFile(j.path, os.O_WRONLY, 0)
+		if err == nil {
+			err = f.Truncate(0)
+			if err == nil {
+				err = f.Sync()
+			}
+			f.Close()
 		}
-		if err := j.f.Sync(); err != nil {
+		if err != nil {
 			return fmt.Errorf("state: journal %s: truncate: %w", j.path, err)
 		}
 		j.size = 0
 		return nil
 	}
 	// Keep the tail: copy it into a new file and rename it into place.
-	// The new file is opened for appending first, so the journal never
-	// points at a file that is no longer under its name.
 	tail := make([]byte, j.size-mark)
 	if err := readAt(j.path, tail, mark); err != nil {
 		return fmt.Errorf("state: journal %s: compact: %w", j.path, err)
 	}
 	tmp := j.path + ".compact"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND|oDSync, 0o600)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|oDSync, 0o600)
 	if err != nil {
 		return fmt.Errorf("state: journal %s: compact: %w", j.path, err)
 	}
-	if _, err = f.Write(tail); err == nil {
+	_, err = f.Write(tail)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
 		err = os.Rename(tmp, j.path)
 	}
 	if err != nil {
-		f.Close()
 		os.Remove(tmp)
 		return fmt.Errorf("state: journal %s: compact: %w", j.path, err)
 	}
-	old := j.f
-	j.f, j.size = f, int64(len(tail))
-	old.Close()
+	j.size = int64(len(tail))
 	if err := syncDir(filepath.Dir(j.path)); err != nil {
 		return fmt.Errorf("state: journal %s: compact: %w", j.path, err)
 	}
@@ -299,14 +342,10 @@ func readAt(path string, p []byte, off int64) error {
 	return err
 }
 
-// Close closes the file. Records already appended stay.
+// Close makes later Appends fail. Records already appended stay.
 func (j *Journal[T]) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
-		return nil
-	}
-	err := j.f.Close()
-	j.f = nil
-	return err
+	j.closed = true
+	return nil
 }

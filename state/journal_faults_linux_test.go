@@ -75,13 +75,19 @@ func TestJournalFullAndReadOnly(t *testing.T) {
 		t.Fatalf("append once there is room: %d records, want %d", len(got), n+1)
 	}
 
-	// A file system turned read-only (remounting needs no writer open:
-	// the daemon meets this at start, after an emergency remount):
-	// opening the journal is refused with EROFS, and its records can
-	// still be read.
-	j.Close()
+	// The state directory remounted read-only while the journal is in
+	// use (the Journal holds no writable file, so the remount is
+	// possible): Append, Compact and OpenJournal report EROFS, the
+	// records can still be read, and appends work again once it is
+	// writable.
 	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-		netnstest.Unavailable(t, "cannot remount read-only: %v", err)
+		t.Fatalf("remount read-only with the journal in use: %v", err)
+	}
+	if err := j.Append(recN(26)); !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Append on a read-only file system = %v, want EROFS naming %s", err, path)
+	}
+	if err := j.Compact(j.Mark()); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("Compact on a read-only file system = %v, want EROFS", err)
 	}
 	for _, p := range []string{path, filepath.Join(dir, "new.journal")} {
 		if _, _, _, err := OpenJournal[rec](p); !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), p) {
@@ -90,5 +96,12 @@ func TestJournalFullAndReadOnly(t *testing.T) {
 	}
 	if got, _, err := ReadJournal[rec](path); err != nil || len(got) != n+1 {
 		t.Fatalf("ReadJournal on a read-only file system: %d records, %v", len(got), err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT, "size=64k,mode=0700"); err != nil {
+		t.Fatalf("remount read-write: %v", err)
+	}
+	appendAll(t, j, recN(27))
+	if got, info, err := ReadJournal[rec](path); err != nil || len(got) != n+2 || info.Torn {
+		t.Fatalf("after the remount: %d records, %+v, %v", len(got), info, err)
 	}
 }
