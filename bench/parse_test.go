@@ -151,5 +151,6 @@ func BenchmarkParse1M(b *testing.B) {
 		}
 		b.ReportMetric(mixLines/c.wall[0].Seconds(), "fail2ban-lines/s")
 		b.ReportMetric(pr/(mixLines/c.wall[0].Seconds()), "x-fail2ban")
+		b.ReportMetric(float64(c.cpu[0])/float64(median(parse.cpu)), "x-fail2ban-cpu")
 	}
 }

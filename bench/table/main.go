@@ -152,6 +152,8 @@ func main() {
 			ratio: g(p1, "x-mawk"), target: "(report)", unit: "lines/s", whyOurs: notRun(p1), whyBase: notRun(p1)},
 		row{figure: "T1 parse vs fail2ban-regex, same rule", ours: g(p1, "parse-lines/s"), base: g(p1, "fail2ban-lines/s"), baseName: "fail2ban-regex",
 			ratio: g(p1, "x-fail2ban"), target: ">= 50x", check: ratioAtLeast(50), onRatio: true, unit: "lines/s", whyOurs: notRun(p1), whyBase: whyPeer},
+		row{figure: "T1 parse CPU time vs fail2ban-regex (user+sys)", ratio: g(p1, "x-fail2ban-cpu"), baseName: "fail2ban-regex", target: ">= 50x", check: ratioAtLeast(50), onRatio: true,
+			unit: "", whyOurs: "(ratio only)", whyBase: whyPeer},
 	)
 	const kd = "BenchmarkLatency/knockd-iptables"
 	for _, c := range []struct{ name, label, target string }{
