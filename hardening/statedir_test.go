@@ -40,11 +40,11 @@ func TestStateDirFaults(t *testing.T) {
 	netnstest.Require(t, "mount", "umount")
 	for _, c := range []struct {
 		name   string
-		break_ func(dir string)
-		mend   func(dir string)
+		break_ func(t *testing.T, dir string)
+		mend   func(t *testing.T, dir string)
 	}{
 		{"disk full",
-			func(dir string) {
+			func(t *testing.T, dir string) {
 				f, err := os.Create(filepath.Join(dir, "filler"))
 				if err != nil {
 					t.Fatal(err)
@@ -61,14 +61,22 @@ func TestStateDirFaults(t *testing.T) {
 				}
 				t.Fatal("the tmpfs never filled up")
 			},
-			func(dir string) { os.Remove(filepath.Join(dir, "filler")) }},
+			func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "filler")) }},
 		{"read-only",
-			func(dir string) {
-				if out, err := exec.Command("mount", "-o", "remount,ro", dir).CombinedOutput(); err != nil {
-					t.Fatalf("remount ro: %v: %s", err, out)
+			func(t *testing.T, dir string) {
+				// "busy" while a state write holds a file open: retry.
+				for i := 0; ; i++ {
+					out, err := exec.Command("mount", "-o", "remount,ro", dir).CombinedOutput()
+					if err == nil {
+						break
+					}
+					if i == 50 {
+						t.Fatalf("remount ro: %v: %s", err, out)
+					}
+					time.Sleep(20 * time.Millisecond)
 				}
 			},
-			func(dir string) {
+			func(t *testing.T, dir string) {
 				if out, err := exec.Command("mount", "-o", "remount,rw", dir).CombinedOutput(); err != nil {
 					t.Fatalf("remount rw: %v: %s", err, out)
 				}
@@ -84,7 +92,7 @@ func TestStateDirFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			ip := e.startInproc(conf, be)
-			c.break_(dir)
+			c.break_(t, dir)
 
 			a, b := addr("198.18.70.1"), addr("198.18.70.2")
 			ip.knock(a, cipher.Request{Port: 22, Time: 1})
@@ -117,7 +125,7 @@ func TestStateDirFaults(t *testing.T) {
 			}
 
 			// Mended: the next change is written and the daemon says so.
-			c.mend(dir)
+			c.mend(t, dir)
 			ip.clk.Advance(31 * time.Second)
 			ip.knock(addr("198.18.70.3"), cipher.Request{Port: 22, Time: 1})
 			if len(ip.log.events(map[string]string{"msg": "state file written again"})) == 0 {
