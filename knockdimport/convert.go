@@ -87,6 +87,9 @@ func (c *converter) warn(line int, d, format string, args ...any) {
 
 func (c *converter) run() {
 	o := c.f.Options
+	if o.UseSyslog.Set() {
+		c.warn(o.UseSyslog.Line, "", "UseSyslog: set log_output = \"syslog\" in your [daemon] table (the output holds only [[door]] tables, to be appended to your configuration)")
+	}
 	if o.Interface.Set() {
 		c.warn(o.Interface.Line, "", "Interface = %s is not translated: knockdaemon reads the firewall log, so the LOG rule decides which interface counts (add -i %s to it, as in the header of the output)", o.Interface.Text, o.Interface.Text)
 	}
@@ -134,7 +137,10 @@ func (c *converter) header() {
 		w.WriteString("# only knocks to that address count (" + safe(strings.Join(c.targets, ", ")) + ").\n#\n")
 	}
 	if c.f.Options.UseSyslog.Set() {
-		w.WriteString("[daemon]\nlog_output = \"syslog\" # knockd: UseSyslog\n\n")
+		// Only [[door]] tables are written, so that the output can be
+		// appended to an existing configuration; a [daemon] table here
+		// would clash with the one already there.
+		w.WriteString("# knockd had UseSyslog: set log_output = \"syslog\" in [daemon].\n#\n")
 	}
 }
 

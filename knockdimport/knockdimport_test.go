@@ -84,6 +84,7 @@ func TestConvertFixtures(t *testing.T) {
 			},
 			warnings: []string{
 				"debian-knockd.conf:5: [openSSH] sequence 7000,8000,9000 is in ascending order",
+				"debian-knockd.conf:2: UseSyslog: set log_output",
 				"debian-knockd.conf:7: [openSSH] iptables commands translated to open",
 				"debian-knockd.conf:7: [openSSH] the opening has no time limit",
 				"debian-knockd.conf:13: [closeSSH] iptables -D command translated to close",
@@ -163,8 +164,11 @@ func TestConvertFixtures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
 			r, l, doors := convertFile(t, tc.file)
-			if (l.Daemon != nil && l.Daemon.LogOutput == "syslog") != tc.syslog {
-				t.Errorf("syslog: got %+v, want %v", l.Daemon, tc.syslog)
+			if l.Daemon != nil {
+				t.Errorf("the output has a [daemon] table; it must hold only [[door]] tables, to be appended to a configuration")
+			}
+			if strings.Contains(string(r.TOML), `# knockd had UseSyslog: set log_output = "syslog" in [daemon].`) != tc.syslog {
+				t.Errorf("UseSyslog comment present: want %v", tc.syslog)
 			}
 			if r.Refused != tc.refused {
 				t.Errorf("refused %d, want %d", r.Refused, tc.refused)
