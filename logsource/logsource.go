@@ -2,6 +2,10 @@
 // file followed across rotation, /dev/kmsg, journalctl -k, or standard
 // input.
 //
+// The File source follows the file with github.com/nxadm/tail under its
+// own supervision (rotation, truncation, restarts; see File); the other
+// sources read with a reused buffer and allocate nothing per line.
+//
 // Every source calls emit from the goroutine that runs Run, one complete
 // line at a time, without its newline. Line.Text points into a buffer the
 // source reuses: it is valid only during the emit call, so a consumer that
@@ -27,6 +31,7 @@ package logsource
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -63,7 +68,7 @@ type Stats struct {
 	Overlong    uint64 `json:"overlong"`    // lines longer than the maximum, skipped
 	Dropped     uint64 `json:"dropped"`     // incomplete last lines abandoned at rotation or truncation
 	Lost        uint64 `json:"lost"`        // kmsg records overwritten before they were read
-	Restarts    uint64 `json:"restarts"`    // journalctl restarts
+	Restarts    uint64 `json:"restarts"`    // journalctl restarts; File: tail restarts after a tail ended, stalled or skipped
 	Rotations   uint64 `json:"rotations"`   // a new file took the log's path
 	Truncations uint64 `json:"truncations"` // the file shrank or was rewritten in place
 	Recovered   uint64 `json:"recovered"`   // lines read from a rotated file or a copytruncate copy
@@ -93,6 +98,42 @@ func (c *counters) snapshot() Stats {
 		Truncations: c.truncations.Load(),
 		Recovered:   c.recovered.Load(),
 		Errors:      c.errs.Load(),
+	}
+}
+
+// Readier is implemented by the sources that can say when they follow
+// their log: a line logged after Ready is closed is delivered. The daemon
+// waits for it before it reports that it started.
+type Readier interface {
+	Ready() <-chan struct{}
+}
+
+// readiness is a Ready channel, closed once; its zero value is ready to
+// use.
+type readiness struct {
+	mu     sync.Mutex
+	c      chan struct{}
+	closed bool
+}
+
+func (r *readiness) ch() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.c == nil {
+		r.c = make(chan struct{})
+	}
+	return r.c
+}
+
+func (r *readiness) set() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.c == nil {
+		r.c = make(chan struct{})
+	}
+	if !r.closed {
+		close(r.c)
+		r.closed = true
 	}
 }
 
