@@ -47,6 +47,7 @@ type Journald struct {
 	sleep      func(ctx context.Context, d time.Duration) bool
 	stableRun  time.Duration
 	c          counters
+	rdy        readiness
 	lastStderr string
 }
 
@@ -88,6 +89,10 @@ func (j *Journald) String() string {
 
 // Stats returns the source's counters; Restarts counts journalctl restarts.
 func (j *Journald) Stats() Stats { return j.c.snapshot() }
+
+// Ready is closed once journalctl was started the first time (it
+// follows the journal from its end, -n 0).
+func (j *Journald) Ready() <-chan struct{} { return j.rdy.ch() }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -146,6 +151,7 @@ func (j *Journald) runOnce(ctx context.Context, path string, lb *lineBuf, emit f
 		return err
 	}
 	pw.Close()
+	j.rdy.set()
 	exited := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)

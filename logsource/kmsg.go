@@ -39,6 +39,7 @@ type Kmsg struct {
 	now  func() time.Time
 	log  *slog.Logger
 	c    counters
+	rdy  readiness
 
 	haveSeq bool
 	lastSeq uint64
@@ -60,6 +61,10 @@ func (k *Kmsg) String() string { return "kmsg " + k.path }
 
 // Stats returns the source's counters.
 func (k *Kmsg) Stats() Stats { return k.c.snapshot() }
+
+// Ready is closed once Run has opened the device positioned after the
+// newest record: a record logged after that is delivered.
+func (k *Kmsg) Ready() <-chan struct{} { return k.rdy.ch() }
 
 // kmsgBufSize holds any record: the kernel refuses a read smaller than
 // the record (EINVAL) and caps records at 8 KiB (CONSOLE_EXT_LOG_MAX).

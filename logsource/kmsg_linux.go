@@ -51,6 +51,7 @@ func (k *Kmsg) Run(ctx context.Context, emit func(Line)) error {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	k.rdy.set()
 	return k.readRecords(ctx, f, emit)
 }
 

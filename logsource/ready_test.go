@@ -7,7 +7,11 @@ import (
 	"time"
 )
 
-var _ Readier = (*File)(nil)
+var (
+	_ Readier = (*File)(nil)
+	_ Readier = (*Kmsg)(nil)
+	_ Readier = (*Journald)(nil)
+)
 
 func waitReady(t *testing.T, r Readier) {
 	t.Helper()
@@ -44,6 +48,17 @@ func TestFileReady(t *testing.T) {
 				t.Fatalf("lines = %q, want the one written after Ready", got)
 			}
 		})
+	}
+}
+
+func TestJournaldReady(t *testing.T) {
+	fakeJournalctl(t, "exec sleep 30\n")
+	j := NewJournald(JournaldOptions{})
+	j.killDelay = 100 * time.Millisecond
+	stop := runJournald(t, j, &lockedLines{})
+	waitReady(t, j)
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 
