@@ -18,16 +18,30 @@ import (
 	"github.com/knockdaemon/knock/internal/netnstest"
 )
 
-// ruleRE picks the address and port out of the backend's ACCEPT rules.
-var ruleRE = regexp.MustCompile(`-s (\S+)/(?:32|128) .*--dport (\d+)`)
+// ruleRE picks the address and port out of the backend's ACCEPT rules;
+// elemRE out of the nftables set elements (ADDR . PROTO . PORT).
+var (
+	ruleRE = regexp.MustCompile(`-s (\S+)/(?:32|128) .*--dport (\d+)`)
+	elemRE = regexp.MustCompile(`(198\.18\.\d+\.\d+) \. (?:tcp|udp) \. (\d+)`)
+)
 
-// kernelOpenings lists the openings in chain, both families, as
-// "ADDR PORT".
-func kernelOpenings(t *testing.T, ns, chain string) []string {
+// kernelOpenings lists the openings the backend made in the namespace, as
+// "ADDR PORT": the rules of the iptables chain (both families) or the
+// elements of the nftables sets.
+func kernelOpenings(t *testing.T, ns, backend, name string) []string {
 	t.Helper()
 	var out []string
+	if backend == "nftables" {
+		for _, set := range []string{name, name + "6"} {
+			text := netnstest.MustExec(t, ns, "nft", "list", "set", "inet", "filter", set)
+			for _, m := range elemRE.FindAllStringSubmatch(text, -1) {
+				out = append(out, m[1]+" "+m[2])
+			}
+		}
+		return out
+	}
 	for _, tool := range []string{"iptables", "ip6tables"} {
-		text := netnstest.MustExec(t, ns, tool, "-w", "-S", chain)
+		text := netnstest.MustExec(t, ns, tool, "-w", "-S", name)
 		for _, l := range strings.Split(text, "\n") {
 			if m := ruleRE.FindStringSubmatch(l); m != nil {
 				out = append(out, m[1]+" "+m[2])
@@ -38,21 +52,37 @@ func kernelOpenings(t *testing.T, ns, chain string) []string {
 }
 
 // TestKill9DuringKnocksAndCloses kills the daemon with SIGKILL at random
-// moments while knocks and explicit closes stream in (real iptables in a
-// namespace), restarts it, and repeats. Afterwards every opening in the
-// kernel belongs to a live grant, every live grant closes on time, and the
-// state file loaded after every crash.
+// moments while knocks and explicit closes stream in (real iptables, and
+// nftables with its long-lived nft child, in a namespace), restarts it,
+// and repeats. Afterwards every opening in the kernel belongs to a live
+// grant, every live grant closes on time, and the state file loaded after
+// every crash.
 func TestKill9DuringKnocksAndCloses(t *testing.T) {
 	t.Parallel()
-	netnstest.Require(t, "iptables", "ip6tables")
+	for _, backend := range []string{"iptables", "nftables"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testKill9(t, backend)
+		})
+	}
+}
+
+func testKill9(t *testing.T, backend string) {
+	netnstest.Require(t, "iptables", "ip6tables", "nft")
 	e := newEnv(t)
 	n := netnstest.New(t)
 	chain := "HK" + strings.ToUpper(e.id)
 	stateFile := filepath.Join(e.dir, "state.json")
+	be := fmt.Sprintf("type = \"iptables\"\nnetns = %q\nchain = %q\n", n.Server, chain)
+	name := chain
+	if backend == "nftables" {
+		name = "hk" + e.id
+		netnstest.MustExec(t, n.Server, "nft", "add table inet filter; add chain inet filter input { type filter hook input priority 0; }")
+		be = fmt.Sprintf("type = \"nftables\"\nnetns = %q\ntable = \"inet filter\"\nnft_chain = \"input\"\nset = %q\n", n.Server, name)
+	}
 	// Every knock asks for a port of its own: identical requests in one
 	// 30 s window are one block, and the replay cache admits it once.
-	conf := e.config(cfg{backend: fmt.Sprintf("type = \"iptables\"\nnetns = %q\nchain = %q\n", n.Server, chain),
-		user: "ports = [\"20000-29999\"]\nmax_minutes = 1\n"})
+	conf := e.config(cfg{backend: be, user: "ports = [\"20000-29999\"]\nmax_minutes = 1\n"})
 	t.Cleanup(func() {
 		netnstest.Exec(n.Server, "sh", "-c", fmt.Sprintf("for t in iptables ip6tables; do $t -w -D INPUT -j %s; $t -w -F %s; $t -w -X %s; done", chain, chain, chain))
 	})
@@ -132,7 +162,7 @@ func TestKill9DuringKnocksAndCloses(t *testing.T) {
 			live[g.Addr+" "+fmt.Sprint(g.Port)] = g.Expires
 		}
 	}
-	kern := kernelOpenings(t, n.Server, chain)
+	kern := kernelOpenings(t, n.Server, backend, name)
 	for _, o := range kern {
 		if _, ok := live[o]; !ok {
 			t.Errorf("opening %s in the kernel has no live grant (grants %+v)", o, st.Grants)
@@ -155,7 +185,7 @@ func TestKill9DuringKnocksAndCloses(t *testing.T) {
 	deadline := last.Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		now := time.Now()
-		for _, o := range kernelOpenings(t, n.Server, chain) {
+		for _, o := range kernelOpenings(t, n.Server, backend, name) {
 			if exp, ok := live[o]; !ok {
 				t.Errorf("opening %s appeared without a grant", o)
 			} else if now.Sub(exp) > 3*time.Second {
@@ -167,7 +197,7 @@ func TestKill9DuringKnocksAndCloses(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	if k := kernelOpenings(t, n.Server, chain); len(k) != 0 {
+	if k := kernelOpenings(t, n.Server, backend, name); len(k) != 0 {
 		t.Errorf("openings left behind: %q", k)
 	}
 	if st := status(t, conf); len(st.Grants) != 0 {
