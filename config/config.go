@@ -193,10 +193,13 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	// One problem, one line: the decoder quotes raw input (a token with
+	// its newline) in some messages.
+	msg := strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(e.Msg)
 	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.Path, e.Line, e.Msg)
+		return fmt.Sprintf("%s:%d: %s", e.Path, e.Line, msg)
 	}
-	return fmt.Sprintf("%s: %s", e.Path, e.Msg)
+	return fmt.Sprintf("%s: %s", e.Path, msg)
 }
 
 // Errors is every problem found in one file, in file order.

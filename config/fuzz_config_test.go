@@ -48,6 +48,20 @@ func FuzzConfigStrict(f *testing.F) {
 	})
 }
 
+// TestConfigErrorOneLinePerProblem is the regression test of the
+// fuzzer's finding testdata/fuzz/FuzzConfigStrict/a8b7c97d84aef0d2: the
+// TOML decoder quoted a token with its newline ('0b\n'), so one problem
+// printed as two lines and the second did not name the file.
+func TestConfigErrorOneLinePerProblem(t *testing.T) {
+	_, err := config.Parse("f.toml", []byte("[[user]]\nname = \"a\"\nkey_file = \"/k\"\nports = [\"22\"]\nmax_minutes = 0b\n"))
+	if err == nil {
+		t.Fatal("accepted max_minutes = 0b")
+	}
+	if got := err.Error(); strings.Contains(got, "\n") || !strings.HasPrefix(got, "f.toml:5: ") {
+		t.Errorf("error %q: want one line naming f.toml:5", got)
+	}
+}
+
 func checkConfig(t *testing.T, c *config.Config) {
 	t.Helper()
 	if len(c.Users) == 0 {
