@@ -71,11 +71,14 @@ const MaxPrefixes = 32
 // parses only the lines that hold one. logparse.Parse rejects the others
 // for the same reason, so the counts are the same as parsing every line.
 //
-// Unlike grep, it uses every CPU: the reading goroutine cuts the input
-// into chunks of whole lines (counting their newlines, so every chunk
-// knows its first line number), workers parse the chunks in parallel,
-// and their output and counts are merged strictly in input order, so the
-// result is the same as one pass over the input would give.
+// Unlike grep, it uses every CPU: each worker takes the next chunk of
+// whole lines from r itself (reading is serialised and counts the
+// chunk's newlines, so every chunk knows its first line number), parses
+// it, and hands the result over; output and counts are merged strictly in
+// input order, so the result is the same as one pass over the input. No
+// goroutine only reads or only merges: a lone worker never waits for
+// another thread to be scheduled, which keeps a busy machine from
+// stretching the wall time.
 func Run(r io.Reader, w io.Writer, opts Options) (Summary, error) {
 	switch opts.Format {
 	case "", "text", "json":
@@ -90,38 +93,24 @@ func Run(r io.Reader, w io.Writer, opts Options) (Summary, error) {
 
 	workers := min(runtime.GOMAXPROCS(0), maxWorkers)
 	p := &pipeline{
-		opts: opts,
-		bw:   bufio.NewWriterSize(w, 64<<10),
-		// Two chunks in flight per worker keep them busy while the
-		// reader fills the next; one more is being read.
-		free:     make(chan []byte, 2*workers+1),
-		jobs:     make(chan *chunk, 2*workers),
-		results:  make(chan *chunk, 2*workers+1),
-		inflight: make(chan struct{}, 4*workers+2),
-	}
-	for range cap(p.free) {
-		p.free <- make([]byte, chunkSize)
+		opts:     opts,
+		r:        r,
+		bw:       bufio.NewWriterSize(w, 64<<10),
+		pending:  map[int]*chunk{},
+		inflight: make(chan struct{}, 4*workers),
 	}
 	var wg sync.WaitGroup
-	for range workers {
+	for range workers - 1 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			p.work()
 		}()
 	}
-	merged := make(chan struct{})
-	go func() {
-		defer close(merged)
-		p.merge()
-	}()
-	readErr := p.read(r)
-	close(p.jobs)
+	p.work()
 	wg.Wait()
-	close(p.results)
-	<-merged
-	if readErr != nil {
-		return p.s, readErr
+	if p.rerr != nil {
+		return p.s, p.rerr
 	}
 	if p.werr != nil {
 		return p.s, p.werr
@@ -130,133 +119,72 @@ func Run(r io.Reader, w io.Writer, opts Options) (Summary, error) {
 }
 
 const (
-	// chunkSize is the read buffer of one chunk. It holds a whole line of
+	// chunkSize is the read buffer of one worker. It holds a whole line of
 	// MaxLine bytes, so a line that does not fit is too long.
 	chunkSize = MaxLine
-	// maxWorkers bounds the parsing goroutines: beyond a few, reading and
-	// merging are the limit.
+	// maxWorkers bounds the parsing goroutines: beyond a few, reading
+	// (serialised) is the limit.
 	maxWorkers = 8
 )
 
 // chunk is a run of whole lines and, once parsed, what came of them.
 type chunk struct {
 	seq   int
-	buf   []byte // the read buffer, returned to the pool after parsing
-	data  []byte // whole lines, each ending in '\n'
+	data  []byte // whole lines, each ending in '\n'; valid until the next read
 	first int    // line number of the line before data's first line
+	// tooLong lines seen by the reader just before data.
+	tooLong int
 	// Results.
 	s     Summary  // counts; Lines is the number of lines in data
 	out   []byte   // printed hits
 	order []string // the keys of s.Prefixes in the order first seen
-	// tooLong lines seen by the reader just before data.
-	tooLong int
 }
 
-// pipeline is one Run: a reader, parsing workers and an ordered merger.
+// pipeline is one Run.
 type pipeline struct {
-	opts    Options
-	free    chan []byte
-	jobs    chan *chunk
-	results chan *chunk
-	// Owned by merge until it returns.
-	s    Summary
-	bw   *bufio.Writer
-	werr error
-	// failed is set by merge when writing fails: reading stops.
+	opts Options
+
+	// The reader's state, under rmu.
+	rmu      sync.Mutex
+	r        io.Reader
+	carry    []byte // the start of a line read with the previous chunk
+	eof      bool
+	skipping bool // inside a line of MaxLine bytes or more
+	empty    int  // reads in a row that returned nothing
+	lines    int  // lines handed out so far, too long ones included
+	tooLong  int  // too-long lines not yet handed out with a chunk
+	seq      int
+	done     bool
+	rerr     error
+
+	// The merger's state, under mmu.
+	mmu     sync.Mutex
+	next    int
+	pending map[int]*chunk
+	s       Summary
+	bw      *bufio.Writer
+	werr    error
+
+	// failed is set when writing fails: reading stops.
 	failed atomic.Bool
-	// inflight bounds the chunks sent but not yet merged, so a slow
-	// chunk cannot make the merger hold an unbounded backlog.
+	// inflight bounds the chunks handed out but not yet merged, so a
+	// worker that is not scheduled for a while cannot make the others
+	// pile up results.
 	inflight chan struct{}
 }
 
-// read cuts r into chunks of whole lines and sends them to the workers.
-// Lines longer than MaxLine are skipped and counted here.
-func (p *pipeline) read(r io.Reader) error {
-	buf := <-p.free
-	n := 0
-	eof := false
-	skipping := false // inside a line of MaxLine bytes or more
-	empty := 0
-	lines := 0   // lines handed on so far, too long ones included
-	tooLong := 0 // too-long lines not yet reported in a chunk
-	seq := 0
-	send := func(data []byte, nlines int, next []byte) {
-		c := &chunk{seq: seq, buf: buf, data: data, first: lines, tooLong: tooLong}
-		seq++
-		lines += nlines
-		tooLong = 0
-		p.inflight <- struct{}{}
-		p.jobs <- c
-		buf = next
-	}
-	defer func() {
-		// What is left: an empty chunk carries the last too-long
-		// count to the merger and gives the buffer back.
-		send(nil, 0, nil)
-	}()
-	for {
-		if p.failed.Load() {
-			return nil // merge reports the write error
-		}
-		if !eof && n < len(buf) {
-			k, err := r.Read(buf[n:])
-			n += k
-			switch {
-			case err == io.EOF:
-				eof = true
-			case err != nil:
-				return err
-			case k == 0:
-				if empty++; empty > 100 {
-					return io.ErrNoProgress
-				}
-				continue
-			}
-			empty = 0
-		}
-		data := buf[:n]
-		last := bytes.LastIndexByte(data, '\n')
-		if last < 0 {
-			switch {
-			case n == len(buf): // no end in sight: a line too long
-				if !skipping {
-					lines++
-					tooLong++
-					skipping = true
-				}
-				n = 0
-			case eof:
-				if n > 0 && !skipping {
-					// The last line has no newline (n < len(buf)
-					// here): give it one.
-					buf[n] = '\n'
-					send(buf[:n+1], 1, <-p.free)
-				}
-				return nil
-			}
-			continue
-		}
-		region := data[:last+1]
-		if skipping { // drop the tail of the long line
-			i := bytes.IndexByte(region, '\n')
-			region = region[i+1:]
-			skipping = false
-		}
-		next := <-p.free
-		rest := copy(next, data[last+1:])
-		send(region, bytes.Count(region, nl), next)
-		n = rest
-		if eof && n == 0 {
-			return nil
-		}
-	}
-}
-
-// work parses chunks.
+// work takes chunks, parses them and merges them until the input ends.
 func (p *pipeline) work() {
 	rn := &runner{opts: p.opts, json: p.opts.Format == "json",
 		lo: int(p.opts.Base), hi: int(p.opts.Base) + 255}
-	for c := range p.jobs {
+	buf := make([]byte, chunkSize)
+	for {
+		p.inflight <- struct{}{}
+		c := p.nextChunk(buf)
+		if c == nil {
+			<-p.inflight
+			return
+		}
 		if len(c.data) > 0 {
 			rn.s = Summary{Lines: c.first}
 			rn.out, rn.order = nil, nil
@@ -265,31 +193,105 @@ func (p *pipeline) work() {
 			c.s.Lines -= c.first
 			c.out, c.order = rn.out, rn.order
 		}
-		if c.buf != nil {
-			p.free <- c.buf
-			c.buf, c.data = nil, nil
-		}
-		p.results <- c
+		c.data = nil
+		p.deliver(c)
 	}
 }
 
-// merge adds up the chunks' counts and writes their output, in input
-// order.
-func (p *pipeline) merge() {
-	pending := map[int]*chunk{}
-	next := 0
-	for c := range p.results {
-		pending[c.seq] = c
-		for {
-			c, ok := pending[next]
-			if !ok {
-				break
-			}
-			delete(pending, next)
-			next++
-			p.add(c)
-			<-p.inflight
+// nextChunk reads the next run of whole lines into buf, or returns nil at
+// the end of the input (or after a read or write error). Lines longer than
+// MaxLine are skipped and counted here.
+func (p *pipeline) nextChunk(buf []byte) *chunk {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	if p.done {
+		return nil
+	}
+	n := copy(buf, p.carry)
+	p.carry = p.carry[:0]
+	for {
+		if p.failed.Load() {
+			p.done = true // the write error is reported
+			return nil
 		}
+		if !p.eof && n < len(buf) {
+			k, err := p.r.Read(buf[n:])
+			n += k
+			switch {
+			case err == io.EOF:
+				p.eof = true
+			case err != nil:
+				p.rerr, p.done = err, true
+				return nil
+			case k == 0:
+				if p.empty++; p.empty > 100 {
+					p.rerr, p.done = io.ErrNoProgress, true
+					return nil
+				}
+				continue
+			}
+			p.empty = 0
+		}
+		data := buf[:n]
+		last := bytes.LastIndexByte(data, '\n')
+		if last < 0 {
+			switch {
+			case n == len(buf): // no end in sight: a line too long
+				if !p.skipping {
+					p.lines++
+					p.tooLong++
+					p.skipping = true
+				}
+				n = 0
+			case p.eof:
+				p.done = true
+				if n > 0 && !p.skipping {
+					// The last line has no newline (n < len(buf)
+					// here): give it one.
+					buf[n] = '\n'
+					return p.chunk(buf[:n+1], 1)
+				}
+				return p.chunk(nil, 0) // hands out a pending too-long count
+			}
+			continue
+		}
+		region := data[:last+1]
+		if p.skipping { // drop the tail of the long line
+			i := bytes.IndexByte(region, '\n')
+			region = region[i+1:]
+			p.skipping = false
+		}
+		p.carry = append(p.carry, data[last+1:]...)
+		if p.eof && len(p.carry) == 0 {
+			p.done = true
+		}
+		return p.chunk(region, bytes.Count(region, nl))
+	}
+}
+
+func (p *pipeline) chunk(data []byte, lines int) *chunk {
+	c := &chunk{seq: p.seq, data: data, first: p.lines, tooLong: p.tooLong}
+	p.seq++
+	p.lines += lines
+	p.tooLong = 0
+	return c
+}
+
+// deliver merges c, and every chunk after it that was waiting for it, in
+// input order.
+func (p *pipeline) deliver(c *chunk) {
+	p.mmu.Lock()
+	defer p.mmu.Unlock()
+	p.pending[c.seq] = c
+	for {
+		c, ok := p.pending[p.next]
+		if !ok {
+			return
+		}
+		delete(p.pending, p.next)
+		p.next++
+		p.add(c)
+		<-p.inflight
 	}
 }
 
