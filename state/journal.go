@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -71,13 +72,23 @@ type JournalInfo struct {
 
 // ReadJournal reads the records of the journal at path. A missing file
 // holds no records and is not an error.
+// A journal larger than MaxSize is refused (it cannot have grown so big
+// between two writes of the state file).
 func ReadJournal[T any](path string) ([]T, JournalInfo, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, JournalInfo{}, nil
 	}
 	if err != nil {
 		return nil, JournalInfo{}, fmt.Errorf("state: journal: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, JournalInfo{}, fmt.Errorf("state: journal: %w", err)
+	}
+	if len(data) > MaxSize {
+		return nil, JournalInfo{}, fmt.Errorf("state: journal %s: larger than %d bytes", path, MaxSize)
 	}
 	recs, info := parseJournal[T](data)
 	return recs, info, nil

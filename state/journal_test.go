@@ -145,6 +145,16 @@ func TestJournalMissingIsEmpty(t *testing.T) {
 	if _, _, _, err := OpenJournal[rec](t.TempDir()); err == nil {
 		t.Fatal("OpenJournal of a directory succeeded")
 	}
+	big := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(big, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, MaxSize+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ReadJournal[rec](big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("ReadJournal of an oversized file = %v, want a refusal", err)
+	}
 }
 
 // Compact keeps what was appended after the mark; a compaction to the
