@@ -452,6 +452,20 @@ func (c *Config) validate(pos []keyPos, add func(int, string, ...any)) {
 	if k.Base < 1 || k.Base+255 > 65535 {
 		add(at("knock.base"), "knock.base %d: want 1..65280 so that base+255 is a port", k.Base)
 	}
+	// Door ports are handed to the doors before the knock-range filter: a
+	// door knock inside the range would swallow encrypted knocks there.
+	for i, dr := range c.Doors {
+		for _, st := range dr.Steps() {
+			if int(st.Port) >= k.Base && int(st.Port) <= k.Base+255 {
+				line := lineOf(pos, "door.sequence", i)
+				if line == 0 && i < len(c.DoorLines) {
+					line = c.DoorLines[i]
+				}
+				add(line, "door %q: knock %s is inside the knock ports %d-%d of the encrypted knocks; use ports outside them", dr.Name, st, k.Base, k.Base+255)
+				break
+			}
+		}
+	}
 	set, clear, err := ParseTCPFlags(k.TCPFlags)
 	if err != nil {
 		add(at("knock.tcp_flags"), "knock.tcp_flags: %v", err)

@@ -47,6 +47,8 @@ func TestDoors(t *testing.T) {
 		{"bad sequence names its line", "[[door]]\nname = \"x\"\nsequence = \"7000,70000\"\nopen = { ports = [\"22\"] }\ncmd_timeout = \"5s\"\n", 3, "door \"x\": sequence"},
 		{"unknown key inside an inline table", "[[door]]\nname = \"x\"\nsequence = \"7000,8000\"\n\nopen = { port = [\"22\"] }\ncmd_timeout = \"5s\"\n", 5, `unknown key "door.open.port"`},
 		{"wrong type in a door", "[[door]]\nname = \"x\"\nsequence = 7000\n", 3, "door.sequence"},
+		{"door knock inside the knock range", "[[door]]\nname = \"x\"\nsequence = \"7000,800:udp\"\nclose = { ports = [\"22\"] }\n", 3, `door "x": knock 800:udp is inside the knock ports 745-1000`},
+		{"door knock inside a moved knock range", "[knock]\nbase = 7000\n[[door]]\nname = \"x\"\nsequence = \"9000,7255\"\nclose = { ports = [\"22\"] }\n", 5, `knock 7255 is inside the knock ports 7000-7255`},
 		{"same sequence twice", doorsOnly + "[[door]]\nname = \"again\"\nsequence = \"7000,8000,9000\"\nclose = { ports = [\"22\"] }\n", 0, "same sequence"},
 	}
 	for _, tc := range bad {
