@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -77,8 +78,10 @@ delegate_to = ["0.0.0.0/0"]
 	f.Fuzz(func(t *testing.T, data []byte) {
 		clk := clock.NewFake(time.Date(2026, 11, 21, 6, 0, 0, 0, time.UTC))
 		be := &memBackend{open: map[rules.Opening]bool{}}
+		// Each run starts without a state file (the fuzz function runs
+		// sequentially in each worker process).
 		cc := *c
-		cc.Daemon.StateFile = filepath.Join(t.TempDir(), "state.json")
+		os.Remove(cc.Daemon.StateFile)
 		d, err := daemon.New(daemon.Options{Config: &cc, Keys: keys, Source: bytesSource{data, clk}, Backend: be,
 			Clock: clk, NoControl: true})
 		if err != nil {
