@@ -225,18 +225,14 @@ func New(opt Options) (*Daemon, error) {
 		d.replay.Close()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
-	// Doors open through the same grant manager (user "door:NAME"), with
-	// exact durations when the manager offers them.
-	var dg door.Grants = door.MinuteGrants{M: d.grants}
-	if og, ok := any(d.grants).(door.Grants); ok {
-		dg = og
-	}
+	// Doors open through the same grant manager (user "door:NAME"), for
+	// exactly their cmd_timeout (grant.Manager.OpenFor).
 	runner := opt.DoorRunner
 	if runner == nil {
 		runner = new(rules.ExecRunner)
 	}
 	d.doors, err = door.NewService(door.ServiceConfig{
-		Doors: opt.Config.Doors, Grants: dg, Runner: runner, Clock: d.clk, Logger: d.log,
+		Doors: opt.Config.Doors, Grants: d.grants, Runner: runner, Clock: d.clk, Logger: d.log,
 		MaxSources: k.MaxSources,
 		PersistPending: func(p []door.Pending) error {
 			err := d.sw.UpdateNow(func(s *State) { s.DoorPending = p })
@@ -838,6 +834,11 @@ func (d *Daemon) Reload(c *config.Config, keys []cipher.Key) error {
 	d.cur.Store(s)
 	if d.opt.LogLevel != nil {
 		d.opt.LogLevel.Set(ParseLevel(c.Daemon.LogLevel))
+	}
+	// One-time sequence files are re-read: a used-up door opens again
+	// once the admin has appended sequences.
+	if err := d.doors.Reload(); err != nil {
+		d.log.Error("one-time sequences not reloaded; the doors keep their current sequences", "err", err)
 	}
 	attrs := []any{"users", len(c.Users), "path", c.Path}
 	if len(restart) > 0 {
