@@ -135,7 +135,7 @@ func benchDaemonMemory(b *testing.B, bursty bool) {
 			b.Fatal(err)
 		}
 		rate = float64(floodHits+16) / end.Sub(start).Seconds()
-		ctr = w.counters(b, conf)
+		ctr = w.counters(b, d.conf)
 		if ctr.Hits != floodHits+16 || ctr.Accepted != 2 || ctr.Opened != 2 {
 			b.Fatalf("daemon counters after the flood: %+v; want %d hits, 2 accepted, 2 opened", ctr, floodHits+16)
 		}

@@ -176,6 +176,7 @@ type event struct {
 
 // daemon is a knockdaemon running inside the server namespace.
 type daemon struct {
+	conf   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	events chan event
@@ -194,7 +195,7 @@ func (w *world) startDaemon(conf string, withStdin bool) *daemon {
 	b.Helper()
 	cmd := exec.Command("ip", "netns", "exec", w.net.Server, bin(b, "knockdaemon"), "-c", conf, "run")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	d := &daemon{cmd: cmd, events: make(chan event, 1<<16), done: make(chan struct{})}
+	d := &daemon{conf: conf, cmd: cmd, events: make(chan event, 1<<16), done: make(chan struct{})}
 	if withStdin {
 		var err error
 		if d.stdin, err = cmd.StdinPipe(); err != nil {
@@ -214,17 +215,19 @@ func (w *world) startDaemon(conf string, withStdin bool) *daemon {
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
-			// A flood makes hundreds of thousands of rejections; keep
-			// only the events the benchmarks wait for.
-			if strings.Contains(line, `"event":"rejected"`) || strings.Contains(line, `"event":"lockout"`) {
+			// A flood makes hundreds of thousands of rejections: they
+			// go to the kept tail of the log only, not to the events
+			// the benchmarks wait for.
+			rej := strings.Contains(line, `"event":"rejected"`) || strings.Contains(line, `"event":"lockout"`)
+			d.mu.Lock()
+			if d.log = append(d.log, line); len(d.log) > 400 {
+				d.log = append(d.log[:0], d.log[200:]...)
+			}
+			d.mu.Unlock()
+			if rej {
 				d.rejected.Add(1)
 				continue
 			}
-			d.mu.Lock()
-			if len(d.log) < 10000 {
-				d.log = append(d.log, line)
-			}
-			d.mu.Unlock()
 			var e event
 			if json.Unmarshal([]byte(line), &e) == nil {
 				select {

@@ -179,6 +179,25 @@ func main() {
 		}
 	}
 	const kn = "BenchmarkLatency/kmsg-nftables"
+	var lost, peerLost, lockouts cell
+	for _, c := range []string{"kmsg-nftables", "kmsg-ipset", "kmsg-iptables", "rsyslog-file-nftables", "kmsg-nftables-tmpfs-state", "kmsg-ipset-tmpfs-state"} {
+		if v := g("BenchmarkLatency/"+c, "lost"); v.ok {
+			lost = cell{lost.v + v.v, true}
+		}
+		if v := g("BenchmarkLatency/"+c, "lockouts"); v.ok {
+			lockouts = cell{lockouts.v + v.v, true}
+		}
+	}
+	for _, c := range []string{"knockd-iptables", "fwknop-pcap-iptables", "fwknop-udp-iptables"} {
+		if v := g("BenchmarkLatency/"+c, "lost"); v.ok {
+			peerLost = cell{peerLost.v + v.v, true}
+		}
+	}
+	rows = append(rows,
+		row{figure: "T2 knocks lost (port not open 3 s after), all our rows", ours: lost, base: peerLost, baseName: "all peer rows",
+			target: "0", check: func(o, r float64) bool { return o == 0 }, unit: "", whyOurs: notRun(kn), whyBase: whyPeer},
+		row{figure: "T2 lockouts of the knocking source, all our rows", ours: lockouts, target: "0", check: func(o, r float64) bool { return o == 0 }, unit: "", whyOurs: notRun(kn)},
+	)
 	for _, peer := range []struct{ name, label string }{
 		{"BenchmarkLatency/fwknop-udp-iptables", "fwknop SPA (UDP server) + iptables"},
 		{"BenchmarkLatency/fwknop-pcap-iptables", "fwknop SPA (pcap) + iptables"},
