@@ -128,11 +128,12 @@ func testKill9(t *testing.T, backend string) {
 				src := o.src
 				req.Port = o.port
 				lines := e.seqLines(src, req)
+				gap := time.Duration(5+rng.IntN(40)) * time.Millisecond
 				mu.Unlock()
 				if _, err := io.WriteString(p.stdin, strings.Join(lines, "\n")+"\n"); err != nil {
 					return
 				}
-				time.Sleep(time.Duration(5+rng.IntN(40)) * time.Millisecond)
+				time.Sleep(gap)
 			}
 		}()
 		mu.Lock()
