@@ -22,36 +22,6 @@ type Grants interface {
 	List() []grant.Info
 }
 
-// MinuteGrants adapts a manager that only opens for whole minutes to
-// Grants: a duration is rounded UP to whole minutes (at most
-// grant.MaxMinutes), so a door stays open at least as long as configured.
-// *grant.Manager has OpenFor and is a Grants itself; use this only for a
-// manager without it.
-type MinuteGrants struct {
-	M interface {
-		Open(ctx context.Context, k grant.Key, user string, minutes uint8) (grant.Event, grant.Grant, error)
-		Close(ctx context.Context, k grant.Key) (grant.Event, error)
-		List() []grant.Info
-	}
-}
-
-// OpenFor opens for d rounded up to whole minutes.
-func (g MinuteGrants) OpenFor(ctx context.Context, k grant.Key, user string, d time.Duration) (grant.Event, grant.Grant, error) {
-	m := (d + time.Minute - 1) / time.Minute
-	if m > grant.MaxMinutes {
-		m = grant.MaxMinutes
-	}
-	return g.M.Open(ctx, k, user, uint8(m))
-}
-
-// Close closes k.
-func (g MinuteGrants) Close(ctx context.Context, k grant.Key) (grant.Event, error) {
-	return g.M.Close(ctx, k)
-}
-
-// List lists the grants.
-func (g MinuteGrants) List() []grant.Info { return g.M.List() }
-
 // Executor carries out what a fired door does. Its zero value is not
 // usable: Grants is needed for open and close doors, Commands for command
 // doors.

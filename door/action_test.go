@@ -67,7 +67,7 @@ func TestExecutorOpenClose(t *testing.T) {
 	clk := clock.NewFake(t0)
 	m, fw := newGrants(t, clk)
 	var logs bytes.Buffer
-	ex := &Executor{Grants: MinuteGrants{M: m}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	ex := &Executor{Grants: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	open := mustDoor(t, Config{Name: "openSSH", Sequence: "7000,8000,9000", Open: &OpenConfig{Ports: []string{"22", "2222"}, Proto: "tcp"}, CmdTimeout: "90s"})
 	close := mustDoor(t, Config{Name: "closeSSH", Sequence: "9000,8000,7000", Close: &OpenConfig{Ports: []string{"22", "2222"}}})
 	src := netip.MustParseAddr("::ffff:198.18.0.2")
@@ -80,16 +80,15 @@ func TestExecutorOpenClose(t *testing.T) {
 	if len(list) != 2 || list[0].User != "door:openSSH" || list[0].Addr != netip.MustParseAddr("198.18.0.2") || list[0].Port != 22 || list[1].Port != 2222 {
 		t.Fatalf("grants after open: %+v", list)
 	}
-	// 90s rounds up to 2 minutes through MinuteGrants.
-	if got := list[0].Expires.Sub(t0); got != 2*time.Minute {
-		t.Errorf("expires after %v, want 2m (90s rounded up)", got)
+	if got := list[0].Expires.Sub(t0); got != 90*time.Second {
+		t.Errorf("expires after %v, want 90s", got)
 	}
 	// A re-knock extends, it does not stack.
 	clk.Advance(30 * time.Second)
 	if err := ex.Fire(ctx, open, src); err != nil {
 		t.Fatal(err)
 	}
-	if list = m.List(); len(list) != 2 || list[0].Expires.Sub(t0) != 2*time.Minute+30*time.Second {
+	if list = m.List(); len(list) != 2 || list[0].Expires.Sub(t0) != 2*time.Minute {
 		t.Fatalf("grants after re-knock: %+v", list)
 	}
 	if !strings.Contains(logs.String(), "event=extended") {
@@ -151,7 +150,7 @@ func TestExecutorOpenFailure(t *testing.T) {
 	m, _ := grant.New(grant.Config{Backend: b, Clock: clk})
 	defer m.Stop()
 	var logs bytes.Buffer
-	ex := &Executor{Grants: MinuteGrants{M: m}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	ex := &Executor{Grants: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	d := mustDoor(t, Config{Name: "o", Sequence: "1,2", Open: &OpenConfig{Ports: []string{"22"}}, CmdTimeout: "10s"})
 	if err := ex.Fire(context.Background(), d, netip.MustParseAddr("198.18.0.2")); err == nil {
 		t.Fatal("no error from a failing backend")

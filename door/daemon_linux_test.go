@@ -242,7 +242,7 @@ chain = %q
 	}
 	waitLog := func(what string, subs ...string) {
 		t.Helper()
-		deadline := time.After(10 * time.Second)
+		deadline := time.After(20 * time.Second)
 		for count(subs...) == 0 {
 			select {
 			case <-notify:
@@ -250,7 +250,7 @@ chain = %q
 				exited <- err
 				t.Fatalf("knockdaemon exited (%v) while waiting for %s", err, what)
 			case <-deadline:
-				t.Fatalf("no %s in the daemon's log within 10s", what)
+				t.Fatalf("no %s in the daemon's log within 20s", what)
 			}
 		}
 	}

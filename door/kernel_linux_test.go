@@ -94,11 +94,11 @@ func TestKernelDoors(t *testing.T) {
 		mustDoor(t, Config{Name: "closeSSH", Sequence: "9000,8000,7000", SequenceTimeout: "5s", TCPFlags: "syn,!ack",
 			Close: &OpenConfig{Ports: []string{fmt.Sprint(sshPort)}}}),
 		mustDoor(t, Config{Name: "udp", Sequence: "1111:udp,3333:udp,5555:udp", SequenceTimeout: "5s",
-			Open: &OpenConfig{Ports: []string{fmt.Sprint(udpDoorPort)}}, CmdTimeout: "2s"}),
+			Open: &OpenConfig{Ports: []string{fmt.Sprint(udpDoorPort)}}, CmdTimeout: "4s"}),
 		mustDoor(t, Config{Name: "cmd", Sequence: cmdKnocks, SequenceTimeout: "5s", TCPFlags: "syn",
 			StartCommand: fmt.Sprintf("%s netns exec %s %s -w -I INPUT -s %%IP%% -p tcp --dport %d -j ACCEPT", ipPath, ns, iptPath, cmdPort),
 			StopCommand:  fmt.Sprintf("%s netns exec %s %s -w -D INPUT -s %%IP%% -p tcp --dport %d -j ACCEPT", ipPath, ns, iptPath, cmdPort),
-			CmdTimeout:   "2s"}),
+			CmdTimeout:   "4s"}),
 	}
 	m, err := NewMatcher(doors, clock.Real{}, Options{})
 	if err != nil {
@@ -173,9 +173,10 @@ func TestKernelDoors(t *testing.T) {
 		return netnstest.Dial(n.Client.NS, "tcp", net.JoinHostPort(addr.String(), fmt.Sprint(port)), 500*time.Millisecond)
 	}
 	// waitFor polls until dial's outcome is want (bounded).
+	// waitFor's bound leaves room for a 4s cmd_timeout and a loaded machine.
 	waitFor := func(what string, addr netip.Addr, port int, open bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(8 * time.Second)
 		for {
 			err := dial(addr, port)
 			if (err == nil) == open {
@@ -225,7 +226,7 @@ func TestKernelDoors(t *testing.T) {
 		}
 		knock("-u", srv4.String(), "1111", "3333", "5555")
 		waitFor("after the udp door", srv4, udpDoorPort, true)
-		// cmd_timeout = 2s: the grant manager closes it on time.
+		// cmd_timeout = 4s: the grant manager closes it on time.
 		waitFor("after the udp door's cmd_timeout", srv4, udpDoorPort, false)
 		if g := mgr.List(); len(g) != 0 {
 			t.Fatalf("grants after the udp door's cmd_timeout: %+v", g)

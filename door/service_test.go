@@ -30,7 +30,7 @@ func TestServiceFromLogLines(t *testing.T) {
 		mustDoor(t, Config{Name: "openSSH", Sequence: "7000,8000,9000", TCPFlags: "syn,!ack", Open: &OpenConfig{Ports: []string{"22"}}, CmdTimeout: "60s"}),
 		mustDoor(t, Config{Name: "udpcmd", Sequence: "1111:udp,2222:udp", StartCommand: "/usr/bin/logger door %IP%", StopCommand: "/usr/bin/logger bye %IP%", CmdTimeout: "5s"}),
 	}
-	s, err := NewService(ServiceConfig{Doors: doors, Grants: MinuteGrants{M: m}, Runner: fr, Clock: clk,
+	s, err := NewService(ServiceConfig{Doors: doors, Grants: m, Runner: fr, Clock: clk,
 		PersistPending: func(p []Pending) error { saved = p; return nil }})
 	if err != nil {
 		t.Fatal(err)
