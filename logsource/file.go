@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,14 +145,20 @@ type File struct {
 	c         counters
 	ran       atomic.Bool
 
-	cur, old *tracked // cur: the file at path; old: a rotated file being finished
-	later    []string // rotated files newer than old, oldest first (resume only)
-	missing  bool
-	lastErr  string
-
+	cur, old   *tracked   // cur: the file at path; old: a rotated file being finished
+	later      []string   // rotated files newer than old, oldest first (resume only)
 	queue      []*tracked // files that took the path after cur, oldest first
-	wake       <-chan struct{}
+	kick       chan struct{}
 	lastNotice time.Time
+
+	// lookPath's state, shared with the watchPath goroutine.
+	pathMu               sync.Mutex
+	newestDev, newestIno uint64 // the newest file opened from the path
+	haveNewest, missing  bool
+	incoming             []*tracked // opened by lookPath, not yet queued
+
+	errMu   sync.Mutex
+	lastErr string
 
 	rdy          readiness
 	scan         []byte        // lastLineEnd's buffer
@@ -171,6 +178,7 @@ func NewFile(path string, opts FileOptions) *File {
 		poll: opts.PollInterval,
 
 		scan:  make([]byte, 64<<10),
+		kick:  make(chan struct{}, 1),
 		check: 4 * TailPollInterval,
 		stall: 2 * time.Second,
 	}
@@ -392,10 +400,17 @@ func (s *File) Run(ctx context.Context, emit func(Line)) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("logsource: File.Run called twice")
 	}
+	var stopWatch func()
 	defer func() {
+		if stopWatch != nil {
+			stopWatch() // before the files are closed: it may be opening one
+		}
 		s.cur.close()
 		s.old.close()
 		for _, t := range s.queue {
+			t.close()
+		}
+		for _, t := range s.takeIncoming() {
 			t.close()
 		}
 	}()
@@ -403,19 +418,18 @@ func (s *File) Run(ctx context.Context, emit func(Line)) error {
 		return err
 	}
 	s.rdy.set()
-	var wake <-chan struct{}
 	w, err := newWatcher(s.dir, s.base)
 	if err != nil {
 		s.log.Warn("no change notification, polling", "path", s.path, "interval", s.poll, "err", err)
-	} else {
-		wake = w.C
+		w = nil
 	}
-	s.wake = wake
-	defer func() {
-		if w != nil {
-			w.close()
-		}
+	wctx, cancel := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		s.watchPath(wctx, w)
 	}()
+	stopWatch = func() { cancel(); <-watched }
 	tick := time.NewTicker(s.poll)
 	defer tick.Stop()
 	for {
@@ -444,15 +458,45 @@ func (s *File) Run(ctx context.Context, emit func(Line)) error {
 			} else {
 				s.tailFailed(t, "tail ended", t.tl.Err())
 			}
+		case <-s.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+// watchPath runs beside Run: on every change notice and every poll
+// interval it looks at the path (lookPath), so a file that holds the path
+// only briefly is opened even while Run is busy in emit, and it wakes
+// Run. It owns w.
+func (s *File) watchPath(ctx context.Context, w *watcher) {
+	defer func() {
+		if w != nil {
+			w.close()
+		}
+	}()
+	var wake <-chan struct{}
+	if w != nil {
+		wake = w.C
+	}
+	tick := time.NewTicker(s.poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
 		case <-wake:
 		case <-tick.C:
 			if w != nil {
 				w.refresh()
-			} else if w, err = newWatcher(s.dir, s.base); err == nil {
+			} else if nw, err := newWatcher(s.dir, s.base); err == nil {
 				// The directory appeared, or inotify is available again.
-				wake = w.C
-				s.wake = wake
+				w, wake = nw, nw.C
 			}
+		}
+		s.lookPath()
+		select {
+		case s.kick <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -490,6 +534,7 @@ func (s *File) start() error {
 				s.c.overlong.Add(1)
 			}
 			s.cur = t
+			s.setNewest(t)
 		}
 		return nil
 	}
@@ -508,6 +553,7 @@ func (s *File) start() error {
 			t.seek(0)
 		}
 		s.cur = t
+		s.setNewest(t)
 		return nil
 	}
 	// The path holds another file: the one we read was rotated while the
@@ -543,6 +589,7 @@ func (s *File) start() error {
 		s.c.rotations.Add(1)
 		t.seek(0)
 		s.cur = t
+		s.setNewest(t)
 	}
 	return nil
 }
@@ -685,12 +732,14 @@ func (s *File) truncated(ctx context.Context, t *tracked, emit func(Line), why s
 	t.seek(0)
 }
 
-// notice opens a file that took the log's path since the last look and
-// queues it behind cur: held open, its lines stay readable even when it
-// is rotated away again before its turn. It reports whether it found
-// one. It is cheap (a stat), so it also runs while a tail is waited for.
-func (s *File) notice() bool {
-	s.lastNotice = time.Now()
+// lookPath opens a file that took the log's path since the last look
+// and leaves it for notice: held open, its lines stay readable even when
+// it is rotated away again before its turn. It is called by the
+// watchPath goroutine and by notice.
+func (s *File) lookPath() {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	newest := func(dev, ino uint64) bool { return s.haveNewest && dev == s.newestDev && ino == s.newestIno }
 	fi, err := os.Stat(s.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -698,34 +747,66 @@ func (s *File) notice() bool {
 				s.missing = true
 				s.log.Info("log file gone, still reading the open one until a new file appears", "path", s.path)
 			}
-			return false
+			return
 		}
 		s.transient("stat", s.path, err)
-		return false
+		return
 	}
-	if s.known(fileID(fi)) {
+	if newest(fileID(fi)) {
 		s.missing = false
-		return false
+		return
 	}
 	t, err := s.open(s.path)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			s.transient("open", s.path, err)
 		}
-		return false
+		return
 	}
 	s.missing = false
-	if s.known(t.dev, t.ino) {
+	if newest(t.dev, t.ino) {
 		t.close()
-		return false
+		return
 	}
 	t.seek(0)
-	if s.cur == nil {
-		s.cur = t // the log appeared: all of it is new
-	} else {
-		s.queue = append(s.queue, t)
+	s.newestDev, s.newestIno, s.haveNewest = t.dev, t.ino, true
+	s.incoming = append(s.incoming, t)
+}
+
+func (s *File) takeIncoming() []*tracked {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	in := s.incoming
+	s.incoming = nil
+	return in
+}
+
+// setNewest records t as the newest file from the path (at the start).
+func (s *File) setNewest(t *tracked) {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	s.newestDev, s.newestIno, s.haveNewest = t.dev, t.ino, true
+}
+
+// notice looks at the path and queues the files found there since the
+// last look behind cur. It reports whether it found one.
+func (s *File) notice() bool {
+	s.lastNotice = time.Now()
+	s.lookPath()
+	found := false
+	for _, t := range s.takeIncoming() {
+		if s.known(t.dev, t.ino) {
+			t.close()
+			continue
+		}
+		found = true
+		if s.cur == nil {
+			s.cur = t // the log appeared: all of it is new
+		} else {
+			s.queue = append(s.queue, t)
+		}
 	}
-	return true
+	return found
 }
 
 // known reports whether dev, ino is a file the source holds.
@@ -878,6 +959,8 @@ func (s *File) closeOld() {
 func (s *File) transient(op, name string, err error) {
 	s.c.errs.Add(1)
 	msg := op + " " + name + ": " + err.Error()
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
 	if msg != s.lastErr {
 		s.lastErr = msg
 		s.log.Warn("log file error, retrying", "op", op, "path", name, "err", err)

@@ -174,7 +174,7 @@ func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Lin
 			select {
 			case <-ctx.Done():
 				return drainStopped
-			case <-s.wake:
+			case <-s.kick:
 				// Something changed in the directory: look at once, not
 				// when the tail wakes (a copytruncate must be seen before
 				// the next one renames its copy).
@@ -232,9 +232,13 @@ func (s *File) take(t *tracked, first *tail.Line, emit func(Line)) drainResult {
 	start, end := lineSpan(first)
 	switch {
 	case start < t.off:
-		// The tail started over (it saw the file shrink and reopened
-		// it at 0): a truncation.
-		return drainRewritten
+		// The tail started over: it saw the file shrink and reopened it
+		// at 0. A truncation if the file says so; else the lines before
+		// t.off were delivered already and the tail is put back.
+		if res := s.look(t); res != drainEOF {
+			return res
+		}
+		return drainResync
 	case start > t.off:
 		return drainResync
 	}
