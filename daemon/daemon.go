@@ -62,7 +62,7 @@ type Options struct {
 	// NoControl disables the control socket (tests of the pipeline alone).
 	NoControl bool
 	// DoorRunner runs the doors' start and stop commands (default a new
-	// rules.ExecRunner).
+	// rules.ExecRunner, inside [backend] netns when that is set).
 	DoorRunner rules.Runner
 }
 
@@ -227,9 +227,11 @@ func New(opt Options) (*Daemon, error) {
 	}
 	// Doors open through the same grant manager (user "door:NAME"), for
 	// exactly their cmd_timeout (grant.Manager.OpenFor).
+	// Their start/stop commands run where the firewall commands run: inside
+	// [backend] netns when it is set, as the exec backend's templates do.
 	runner := opt.DoorRunner
 	if runner == nil {
-		runner = new(rules.ExecRunner)
+		runner = rules.NetnsRunner(new(rules.ExecRunner), opt.Config.Backend.Netns)
 	}
 	d.doors, err = door.NewService(door.ServiceConfig{
 		Doors: opt.Config.Doors, Grants: d.grants, Runner: runner, Clock: d.clk, Logger: d.log,

@@ -64,8 +64,9 @@ func buildDaemon(t *testing.T) string {
 }
 
 // knockdConf is a knockd.conf as a knockd user has it: an SSH door with a
-// close door, and a UDP door with start/stop commands and cmd_timeout.
-// PORT_* are replaced by the test.
+// close door, a UDP door with start/stop commands and cmd_timeout, and a
+// door whose commands are not the typical pair (kept as commands, found on
+// PATH as knockd's shell would). PORT_* are replaced by the test.
 const knockdConf = `# knockd.conf of the door end-to-end test
 [openSSH]
 	sequence    = 7000,9000,8000
@@ -85,6 +86,13 @@ const knockdConf = `# knockd.conf of the door end-to-end test
 	start_command = /sbin/iptables -A INPUT -s %IP% -p tcp --dport PORT_UDP -j ACCEPT
 	cmd_timeout   = 120
 	stop_command  = /sbin/iptables -D INPUT -s %IP% -p tcp --dport PORT_UDP -j ACCEPT
+
+[cmdDoor]
+	sequence      = 4000,6000,5000
+	seq_timeout   = 5
+	start_command = iptables -w -I INPUT -s %IP% -p tcp --dport PORT_CMD -m comment --comment knockd -j ACCEPT
+	cmd_timeout   = 4
+	stop_command  = iptables -w -D INPUT -s %IP% -p tcp --dport PORT_CMD -m comment --comment knockd -j ACCEPT
 `
 
 // TestDaemonKnockdMigration is the knockd user's path end to end:
@@ -104,8 +112,8 @@ func TestDaemonKnockdMigration(t *testing.T) {
 	prefix := "kdd" + id + ":"
 	ns := n.Server
 	srv := n.Client.ServerIP4
-	const sshPort, udpPort = 2232, 2233
-	const tcpKnocks, udpKnocks = "7000,8000,9000", "1111,3333,5555"
+	const sshPort, udpPort, cmdPort = 2232, 2233, 2234
+	const tcpKnocks, udpKnocks = "7000,8000,9000,4000,5000,6000", "1111,3333,5555"
 	for _, ipt := range []string{"iptables", "ip6tables"} {
 		for _, rule := range [][]string{
 			{"-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
@@ -113,18 +121,18 @@ func TestDaemonKnockdMigration(t *testing.T) {
 			{"-A", "INPUT", "-p", "udp", "-m", "multiport", "--dports", udpKnocks, "-j", "LOG", "--log-prefix", prefix + " "},
 			{"-A", "INPUT", "-p", "tcp", "-m", "multiport", "--dports", tcpKnocks, "-j", "DROP"},
 			{"-A", "INPUT", "-p", "udp", "-m", "multiport", "--dports", udpKnocks, "-j", "DROP"},
-			{"-A", "INPUT", "-p", "tcp", "-m", "multiport", "--dports", fmt.Sprintf("%d,%d", sshPort, udpPort), "-j", "DROP"},
+			{"-A", "INPUT", "-p", "tcp", "-m", "multiport", "--dports", fmt.Sprintf("%d,%d,%d", sshPort, udpPort, cmdPort), "-j", "DROP"},
 		} {
 			netnstest.MustExec(t, ns, append([]string{ipt, "-w"}, rule...)...)
 		}
 	}
-	for _, p := range []int{sshPort, udpPort} {
+	for _, p := range []int{sshPort, udpPort, cmdPort} {
 		netnstest.Listen(t, ns, "tcp", fmt.Sprintf(":%d", p))
 	}
 
 	dir := t.TempDir()
 	kconf := filepath.Join(dir, "knockd.conf")
-	text := strings.NewReplacer("PORT_SSH", fmt.Sprint(sshPort), "PORT_UDP", fmt.Sprint(udpPort)).Replace(knockdConf)
+	text := strings.NewReplacer("PORT_SSH", fmt.Sprint(sshPort), "PORT_UDP", fmt.Sprint(udpPort), "PORT_CMD", fmt.Sprint(cmdPort)).Replace(knockdConf)
 	if err := os.WriteFile(kconf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -136,10 +144,14 @@ func TestDaemonKnockdMigration(t *testing.T) {
 		t.Fatalf("knockdaemon import-knockd: %v\n%s", err, impErr.String())
 	}
 	for _, want := range []string{`open               = { ports = ["2232"], proto = "tcp" }`, `close              = { ports = ["2232"], proto = "tcp" }`,
-		`open               = { ports = ["2233"], proto = "tcp" }`, `cmd_timeout        = "120s"`} {
+		`open               = { ports = ["2233"], proto = "tcp" }`, `cmd_timeout        = "120s"`,
+		`iptables -w -I INPUT -s %IP% -p tcp --dport 2234 -m comment --comment knockd -j ACCEPT"`} {
 		if !strings.Contains(string(doors), want) {
 			t.Fatalf("import-knockd output lacks %q:\n%s\nstderr:\n%s", want, doors, impErr.String())
 		}
+	}
+	if !strings.Contains(string(doors), `start_command      = "/`) {
+		t.Fatalf("import-knockd did not make the command path absolute:\n%s", doors)
 	}
 	conf := filepath.Join(dir, "knockdaemon.toml")
 	header := fmt.Sprintf(`[daemon]
@@ -261,7 +273,7 @@ chain = %q
 	}
 	waitPort := func(what string, port int, open bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(8 * time.Second) // room for the 4s cmd_timeout on a loaded machine
 		for {
 			err := dial(port)
 			if (err == nil) == open {
@@ -305,6 +317,17 @@ chain = %q
 	if err != nil || !strings.Contains(string(st), `"user": "door:openUDP"`) {
 		t.Fatalf("state file (%v) has no grant of door:openUDP:\n%s", err, st)
 	}
+
+	// The command door: its commands run inside [backend] netns, like the
+	// backend's own commands, and the stop runs cmd_timeout later.
+	if dial(cmdPort) == nil {
+		t.Fatal("the command door's port answers before any knock")
+	}
+	knock(srv.String(), "4000", "6000", "5000")
+	waitPort("after the command door's start command", cmdPort, true)
+	waitLog("command_started event", `"event":"command_started"`, `"door":"cmdDoor"`)
+	waitPort("after the command door's stop command", cmdPort, false)
+	waitLog("stop command event", `"event":"closed"`, `"door":"cmdDoor"`)
 
 	// A sequence in the wrong order does nothing.
 	knock(srv.String(), "7000", "8000", "9000")
