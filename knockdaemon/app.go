@@ -410,7 +410,20 @@ func (e *env) checkCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "config %s: ok (%d users, backend %s, source %s)\n", cfg.Path, len(cfg.Users), cfg.Backend.Type, cfg.Source.Type)
+	fmt.Fprintf(e.stdout, "config %s: ok (%d users, %d doors, backend %s, source %s)\n", cfg.Path, len(cfg.Users), len(cfg.Doors), cfg.Backend.Type, cfg.Source.Type)
+	// Doors: one-time sequence files and the commands they run.
+	for _, d := range cfg.Doors {
+		warnings, err := d.Check()
+		for _, w := range warnings {
+			fmt.Fprintf(e.stderr, "knockdaemon: warning: %s\n", w)
+		}
+		if err != nil {
+			return fail(exitConfig, err, "see docs/DOORS.md; `knockdaemon import-knockd` makes command paths absolute")
+		}
+	}
+	if len(cfg.Doors) > 0 {
+		fmt.Fprintf(e.stdout, "doors: ok (%d)\n", len(cfg.Doors))
+	}
 	keys, err := loadKeys(cfg)
 	if err != nil {
 		return err

@@ -154,6 +154,30 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+func TestCheckDoors(t *testing.T) {
+	_, good, _ := setup(t, `
+[[door]]
+name          = "wake"
+sequence      = "4000:udp,3000:udp"
+start_command = "/bin/true %IP%"
+`)
+	r := runApp(t, nil, "-c", good, "--source", "stdin", "check")
+	if !strings.Contains(r.stdout, "1 doors") || !strings.Contains(r.stdout, "doors: ok (1)") {
+		t.Errorf("check output lacks the doors:\n%s\n%s", r.stdout, r.stderr)
+	}
+	_, bad, _ := setup(t, `
+[[door]]
+name          = "openHTTPS"
+sequence      = "12345,54321,24680,13579"
+start_command = "/usr/local/sbin/knock_add-missing -i -c INPUT -p tcp -d 443 -f %IP%"
+`)
+	r = runApp(t, nil, "-c", bad, "check")
+	if r.code != exitConfig || !strings.Contains(r.stderr, `knockdaemon: door "openHTTPS": start_command: stat /usr/local/sbin/knock_add-missing`) ||
+		!strings.Contains(r.stderr, "hint: ") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
 func TestCheckMissingFirewallBinary(t *testing.T) {
 	tests := []struct {
 		name, backend, want string
