@@ -24,7 +24,8 @@ type Grants interface {
 
 // Executor carries out what a fired door does. Its zero value is not
 // usable: Grants is needed for open and close doors, Commands for command
-// doors.
+// doors. It holds no state of its own and is safe for concurrent use when
+// they are (grant.Manager and Commands are).
 type Executor struct {
 	Grants   Grants
 	Commands *Commands
