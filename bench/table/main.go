@@ -262,10 +262,10 @@ func main() {
 		row{figure: "   assembler flood heap", ours: g(fl, "heap-MB"), base: g(fl, "baseline-heap-MB"), baseName: "the counting map", target: "(report)", unit: "MB", whyOurs: notRun(fl), whyBase: notRun(fl)},
 		row{figure: "Go: parsecmd.Run vs grep -c, CPU, 200k lines", ratio: g("BenchmarkRunVsGrep", "x-grep"), baseName: "grep -c DPT=", target: ">= 0.8x", check: ratioAtLeast(0.8), onRatio: true, unit: "", whyOurs: "(ratio only)", whyBase: ""},
 	)
-	print(rows, *md)
+	printTable(rows, *md)
 }
 
-func print(rows []row, md bool) {
+func printTable(rows []row, md bool) {
 	head := []string{"figure", "ours", "baseline (same run)", "ratio", "target", "met"}
 	var table [][]string
 	for _, r := range rows {
