@@ -169,8 +169,11 @@ func testKill9(t *testing.T, backend string) {
 			t.Errorf("opening %s in the kernel has no live grant (grants %+v)", o, st.Grants)
 		}
 	}
-	var last time.Time
+	var first, last time.Time
 	for k, exp := range live {
+		if first.IsZero() || exp.Before(first) {
+			first = exp
+		}
 		if exp.IsZero() {
 			t.Errorf("grant %s has no expiry", k)
 		}
@@ -181,23 +184,34 @@ func testKill9(t *testing.T, backend string) {
 	t.Logf("after %d rounds of kill -9 (%d knocks, %d closes sent): %d live grants, %d kernel openings; the last expires at %s",
 		rounds, knocks, closes, len(live), len(kern), last.Format(time.TimeOnly))
 
-	// Every live grant closes on time: poll until the last expiry, and
-	// fail on an opening more than 3 s past its grant's expiry.
-	deadline := last.Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	// Every live grant closes on time: poll until the last expiry and
+	// measure how late each opening leaves the kernel. Grants that expire
+	// together are closed one firewall command after another, so a batch
+	// of dozens is late by its length (logged); more than maxLate is a
+	// failure.
+	const maxLate = 10 * time.Second
+	var worst time.Duration
+	deadline := last.Add(maxLate + 2*time.Second)
+	for {
 		now := time.Now()
 		for _, o := range kernelOpenings(t, n.Server, backend, name) {
-			if exp, ok := live[o]; !ok {
+			exp, ok := live[o]
+			switch {
+			case !ok:
 				t.Errorf("opening %s appeared without a grant", o)
-			} else if now.Sub(exp) > 3*time.Second {
+			case now.Sub(exp) > maxLate:
 				t.Errorf("opening %s is still there %v after its expiry", o, now.Sub(exp).Round(time.Second))
+			case now.Sub(exp) > worst:
+				worst = now.Sub(exp)
 			}
 		}
-		if t.Failed() {
+		if t.Failed() || now.After(deadline) {
 			break
 		}
-		time.Sleep(time.Second)
+		time.Sleep(500 * time.Millisecond)
 	}
+	t.Logf("%s: the latest close came at most %v after its expiry (%d grants expired within %v)",
+		backend, worst.Round(100*time.Millisecond), len(live), last.Sub(first).Round(time.Second))
 	if k := kernelOpenings(t, n.Server, backend, name); len(k) != 0 {
 		t.Errorf("openings left behind: %q", k)
 	}
