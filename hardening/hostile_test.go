@@ -1,6 +1,8 @@
 package hardening
 
 import (
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -9,17 +11,43 @@ import (
 	"github.com/knockdaemon/knock/cipher"
 )
 
-// TestHostileLinesGrantNothing feeds the built daemon (stdin source, exec
-// backend recording to a file) hostile log lines. Each kind comes as eight
+// TestHostileLinesGrantNothing feeds the built daemon (stdin source, and a
+// followed file; exec backend recording to a file) hostile log lines. Each kind comes as eight
 // lines, one per knock of a VALID sequence for the victim address X: if the
 // daemon took any kind for hits, those eight would form a candidate that
 // decrypts and X would be let in. The assertions: the daemon survives,
 // counts no hit at all from the hostile lines, grants nothing, and then
 // still opens for a legitimate knock that follows.
 func TestHostileLinesGrantNothing(t *testing.T) {
+	for _, source := range []string{"stdin", "file"} {
+		t.Run(source, func(t *testing.T) { testHostile(t, source) })
+	}
+}
+
+func testHostile(t *testing.T, source string) {
 	e := newEnv(t)
-	conf := e.config(cfg{})
+	c := cfg{}
+	var logf *os.File
+	if source == "file" {
+		c.source, c.path = "file", filepath.Join(e.dir, "kern.log")
+		var err error
+		if logf, err = os.OpenFile(c.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer logf.Close()
+	}
+	conf := e.config(c)
 	p := e.start(conf, nil)
+	feed := p.feed
+	if logf != nil {
+		time.Sleep(300 * time.Millisecond) // the file source opens and seeks
+		feed = func(lines ...string) {
+			t.Helper()
+			if _, err := logf.WriteString(strings.Join(lines, "\n") + "\n"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 
 	victim := addr("198.18.77.7")
 	other := addr("198.18.66.6")
@@ -98,14 +126,14 @@ func TestHostileLinesGrantNothing(t *testing.T) {
 			}
 		},
 	}
-	p.feed("hardening: start")
+	feed("hardening: start")
 	var total int
 	for name, kind := range kinds {
 		var lines []string
 		for i := 0; i < 8; i++ {
 			lines = append(lines, kind(i)...)
 		}
-		p.feed(lines...)
+		feed(lines...)
 		total += len(lines)
 		t.Logf("%s: %d lines", name, len(lines))
 	}
@@ -115,16 +143,16 @@ func TestHostileLinesGrantNothing(t *testing.T) {
 	// line has been through the pipeline.
 	legit := addr("198.18.55.5")
 	mark := p.mark()
-	p.feed(e.seqLines(legit, req)...)
+	feed(e.seqLines(legit, req)...)
 	p.mustWait(mark, 60*time.Second, map[string]string{"event": "opened", "addr": legit.String()})
-	c := status(t, conf).Counters
+	ctr := status(t, conf).Counters
 	t.Logf("%d hostile lines, then one knock: lines read %d (the rest were over 1 MiB), firewall %d, malformed %d, hits %d, candidates %d, accepted %d",
-		total, c.Lines, c.Firewall, c.Malformed, c.Hits, c.Candidates, c.Accepted)
-	if c.Hits != 8 || c.Candidates != 1 || c.Accepted != 1 || c.Opened != 1 {
+		total, ctr.Lines, ctr.Firewall, ctr.Malformed, ctr.Hits, ctr.Candidates, ctr.Accepted)
+	if ctr.Hits != 8 || ctr.Candidates != 1 || ctr.Accepted != 1 || ctr.Opened != 1 {
 		t.Errorf("hostile lines became knocks: hits %d candidates %d accepted %d opened %d, want 8 1 1 1 (the legitimate knock only)",
-			c.Hits, c.Candidates, c.Accepted, c.Opened)
+			ctr.Hits, ctr.Candidates, ctr.Accepted, ctr.Opened)
 	}
-	if c.Malformed == 0 {
+	if ctr.Malformed == 0 {
 		t.Errorf("no hostile line was counted as malformed")
 	}
 	if got := e.fwLog(); len(got) != 1 || !strings.HasPrefix(got[0], "open_"+legit.String()+"_tcp_22_") {
