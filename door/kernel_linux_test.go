@@ -198,18 +198,31 @@ func TestKernelDoors(t *testing.T) {
 		}
 	}
 
+	// grants waits (bounded) until the manager lists n grants: it publishes
+	// its list just after the firewall command returned, so the port can
+	// answer, or stop answering, a moment earlier.
+	grants := func(n int) []grant.Info {
+		for i := 0; ; i++ {
+			g := mgr.List()
+			if len(g) == n || i == 100 {
+				return g
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
 	t.Run("tcp door opens, close door closes", func(t *testing.T) {
 		if err := dial(srv4, sshPort); err == nil {
 			t.Fatal("the protected port answers before any knock")
 		}
 		knock(srv4.String(), "7000", "8000", "9000")
 		waitFor("after openSSH", srv4, sshPort, true)
-		if g := mgr.List(); len(g) != 1 || g[0].User != "door:openSSH" || g[0].Addr != cli4 || !g[0].Unlimited() {
+		if g := grants(1); len(g) != 1 || g[0].User != "door:openSSH" || g[0].Addr != cli4 || !g[0].Unlimited() {
 			t.Fatalf("grants %+v", g)
 		}
 		knock(srv4.String(), "9000", "8000", "7000")
 		waitFor("after closeSSH", srv4, sshPort, false)
-		if g := mgr.List(); len(g) != 0 {
+		if g := grants(0); len(g) != 0 {
 			t.Fatalf("grants after close door %+v", g)
 		}
 	})
@@ -228,7 +241,7 @@ func TestKernelDoors(t *testing.T) {
 		waitFor("after the udp door", srv4, udpDoorPort, true)
 		// cmd_timeout = 4s: the grant manager closes it on time.
 		waitFor("after the udp door's cmd_timeout", srv4, udpDoorPort, false)
-		if g := mgr.List(); len(g) != 0 {
+		if g := grants(0); len(g) != 0 {
 			t.Fatalf("grants after the udp door's cmd_timeout: %+v", g)
 		}
 	})
