@@ -204,7 +204,7 @@ func (w *world) runOurs(b *testing.B, d *daemon, kw *kmsgWatch) *latencies {
 			// sequence that makes the next candidates fail and locks
 			// the source out: carry on from a fresh client address.
 			l.lost++
-			b.Logf("knock %d lost: %v; going on from a new client namespace\n%s", i+1, err, d.logText())
+			b.Logf("knock %d lost: %v; daemon counters now %+v; going on from a new client namespace", i+1, err, w.counters(b, d.conf))
 			client = w.net.AddClient(b)
 			continue
 		}
@@ -223,7 +223,7 @@ func (w *world) runOurs(b *testing.B, d *daemon, kw *kmsgWatch) *latencies {
 			b.Logf("knock %2d: probe %6.2f ms, accepted %6.2f ms, opened %6.2f ms", i+1,
 				ms(present.Sub(last)), ms(acc.Time.Sub(last)), ms(op.Time.Sub(last)))
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	l.lockouts = int(w.counters(b, d.conf).Lockouts)
 	return l

@@ -63,7 +63,8 @@ func atoiMatch(re *regexp.Regexp, out []byte, k int) int {
 
 // BenchmarkParse1M times "knockdaemon parse --quiet" over the 1,000,000-line
 // mix against "grep -c DPT=" and mawk extracting SRC and DPT on the same
-// file, interleaved round by round (the order rotates), after one warm-up
+// file, interleaved round by round (5 rounds, KNOCK_BENCH_ROUNDS; the
+// order rotates), after one warm-up
 // round that puts the file in the page cache. Reported: the medians in
 // lines/s of wall time, and the ratios (target: x-grep >= 0.8). With
 // KNOCK_BENCH_PEERS=1 it also runs fail2ban-regex once with an equivalent
@@ -100,7 +101,7 @@ func BenchmarkParse1M(b *testing.B) {
 			return nil
 		}})
 	}
-	rounds := 7
+	rounds := 5
 	if s := os.Getenv("KNOCK_BENCH_ROUNDS"); s != "" {
 		rounds, _ = strconv.Atoi(s)
 	}
