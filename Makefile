@@ -3,7 +3,8 @@
 #   make build    bin/knockdaemon and bin/knockclient
 #   make test     everything CI runs (.ci/run installs the tools, then runs this):
 #                 gofmt, go vet, unit tests with -race, every fuzz target
-#                 (sharing $(FUZZBUDGET) s), the end-to-end suite, cross-builds
+#                 (sharing $(FUZZBUDGET) s), the end-to-end suite, the demo,
+#                 cross-builds
 #   make demo     the narrated network-namespace demo (root)
 #   make bench    the performance table (bench/run.sh); make bench-go: Go benchmarks
 #
@@ -23,7 +24,7 @@ UNITTIME  ?= 12m
 E2ETIME   ?= 10m
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: build test fmt vet unit fuzz e2e cross demo bench bench-peers bench-go clean
+.PHONY: build test fmt vet unit fuzz e2e cross demo demo-check bench bench-peers bench-go clean
 
 build:
 	mkdir -p bin
@@ -31,7 +32,7 @@ build:
 	$(GO) build $(GOFLAGS_BUILD) -o bin/knockclient ./knockclient
 	echo "built bin/knockdaemon bin/knockclient"
 
-test: fmt vet unit fuzz e2e cross
+test: fmt vet unit fuzz e2e demo-check cross
 	echo "make test: all green"
 
 fmt:
@@ -131,6 +132,23 @@ cross:
 
 demo:
 	./demo.sh
+
+# The demo as part of make test, so it cannot rot: it needs root, and under
+# CI=true not being able to run it is a failure.
+demo-check:
+	if [[ $$(id -u) -ne 0 ]]; then
+		if [[ $${CI:-} == true ]]; then echo "demo: cannot run without root under CI=true"; exit 1; fi
+		echo "demo: skipped (needs root)"
+		exit 0
+	fi
+	out=$$(mktemp /tmp/knock-demo-output.XXXXXX)
+	if ./demo.sh >"$$out" 2>&1; then
+		echo "demo: ok in $${SECONDS}s (output: $$out)"
+	else
+		cat "$$out"
+		echo "demo: FAILED"
+		exit 1
+	fi
 
 # Every performance figure in one table (bench/run.sh, about 3 minutes;
 # bench-peers also measures knockd and fail2ban); bench-go: just the
