@@ -60,9 +60,10 @@ type FileOptions struct {
 //   - the supervisor (this type) decides everything about the path and
 //     the file's content, with its own stat and pread checks on every
 //     change notice (an inotify watch of the directory, watch_linux.go)
-//     and every PollInterval: which inode the path holds (a new one is
-//     opened at once and queued, so a rotated file is never lost to a
-//     later rotation), whether the file shrank, whether the 64 bytes
+//     and every PollInterval: which inode the path holds (looked at by a
+//     goroutine of its own, so that a busy emit cannot make it miss a file;
+//     a new one is opened at once and queued, so a rotated file is never
+//     lost to a later rotation), whether the file shrank, whether the 64 bytes
 //     before the last delivered line's end and the file's first bytes are
 //     still the ones read (a truncated and regrown file; tail only sees a
 //     file smaller than at its last stat), and how far tail has to get (the

@@ -147,20 +147,29 @@ func (s *File) look(t *tracked) drainResult {
 	return drainEOF
 }
 
+// stopGrace bounds how long pump goes on towards its target once its
+// context ended.
+const stopGrace = 500 * time.Millisecond
+
 // maxBatch bounds the lines taken under one fingerprint check.
 const maxBatch = 4096
 
 // pump takes lines from t's tail until t.off reaches target: the end
 // of the last complete line the file held when the caller looked.
+//
+// When ctx ends meanwhile, pump still delivers up to target (within
+// stopGrace), and nothing past it: those lines were in the file before
+// the stop. A tail hands lines over one by one where a read returns a
+// writer's whole burst; a stop between two of them would leave the saved
+// position inside a burst (a knock's eight hits, written together).
 func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Line)) drainResult {
 	check := time.NewTimer(s.check)
 	defer check.Stop()
 	lastProgress := time.Now()
 	tries := 0
+	done := ctx.Done()
+	var stopping <-chan time.Time
 	for t.off < target {
-		if ctx.Err() != nil {
-			return drainStopped
-		}
 		if !s.startTail(t) {
 			return drainError
 		}
@@ -172,7 +181,11 @@ func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Lin
 		if l == nil {
 			check.Reset(s.check)
 			select {
-			case <-ctx.Done():
+			case <-done:
+				done = nil
+				stopping = time.After(stopGrace)
+				continue
+			case <-stopping:
 				return drainStopped
 			case <-s.kick:
 				// Something changed in the directory: look at once, not
@@ -220,6 +233,9 @@ func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Lin
 		default:
 			return res
 		}
+	}
+	if ctx.Err() != nil {
+		return drainStopped
 	}
 	return drainEOF
 }

@@ -1,6 +1,7 @@
 package logsource
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -165,5 +166,30 @@ func TestFileRunStaysWithTailAcrossManyRotations(t *testing.T) {
 	checkExactlyOnce(t, out, w.want, path)
 	if st := src.Stats(); st.Rotations != 10 || st.Restarts != 0 {
 		t.Fatalf("stats = %+v", st)
+	}
+}
+
+// TestFileStopDoesNotCutABurst: once a line of a burst the writer wrote
+// at once (a knock's eight hits) was delivered, a stop still delivers
+// the rest of it: the lines were in the file before the stop, and a
+// saved position inside the burst would lose the knock.
+func TestFileStopDoesNotCutABurst(t *testing.T) {
+	for i := range 20 {
+		path := filepath.Join(t.TempDir(), "kern.log")
+		appendFile(t, path, "")
+		out := &sink{}
+		src := NewFile(path, FileOptions{PollInterval: 20 * time.Millisecond})
+		stop := runFile(t, src, out)
+		waitReady(t, src)
+		var burst strings.Builder
+		for k := range 8 {
+			fmt.Fprintf(&burst, "round %d hit %d\n", i, k)
+		}
+		appendFile(t, path, burst.String())
+		out.waitFor(t, 1, 10*time.Second)
+		stop()
+		if n := out.n.Load(); n != 8 {
+			t.Fatalf("round %d: %d of the 8 lines written together were delivered", i, n)
+		}
 	}
 }
