@@ -44,35 +44,44 @@ const probeEvery = time.Millisecond
 // present, so its send time minus the last knock's is the latency (an
 // upper bound with a resolution of one probe interval). It measures the
 // same thing for any knock server, ours or a peer's.
-func knockAndProbe(ns string, dst netip.Addr, ports []uint16, port uint16, timeout time.Duration) (last, present time.Time, lastSPT int, err error) {
+//
+// Like knockclient, it abandons each knock's connection attempt when the
+// next knock goes out, and the last one right after it: a socket kept in
+// SYN_SENT would retransmit its SYN after a second, and the daemon would
+// see a second copy of the sequence. spts are the knocks' source ports.
+func knockAndProbe(ns string, dst netip.Addr, ports []uint16, port uint16, timeout time.Duration) (last, present time.Time, spts []int, err error) {
 	err = netnstest.Do(ns, func() error {
-		var knocks []int
-		defer func() {
-			for _, fd := range knocks {
-				unix.Close(fd)
-			}
-		}()
+		prev := -1
 		for i, p := range ports {
 			if i > 0 {
 				time.Sleep(knockGap)
 			}
 			fd, err := synTo(dst, p)
+			if prev >= 0 {
+				unix.Close(prev)
+				prev = -1
+			}
 			if err != nil {
 				return fmt.Errorf("knock %d: %w", i+1, err)
 			}
-			knocks = append(knocks, fd)
-		}
-		last = time.Now()
-		if sa, err := unix.Getsockname(knocks[len(knocks)-1]); err == nil {
-			if sa4, ok := sa.(*unix.SockaddrInet4); ok {
-				lastSPT = sa4.Port
+			prev = fd
+			if i == len(ports)-1 {
+				last = time.Now()
 			}
+			spt := 0
+			if sa, err := unix.Getsockname(fd); err == nil {
+				if sa4, ok := sa.(*unix.SockaddrInet4); ok {
+					spt = sa4.Port
+				}
+			}
+			spts = append(spts, spt)
 		}
+		unix.Close(prev)
 		var err error
 		present, err = probe(dst, port, last, timeout)
 		return err
 	})
-	return last, present, lastSPT, err
+	return last, present, spts, err
 }
 
 // synTo starts a non-blocking connect to dst:port and returns the socket.
@@ -192,9 +201,9 @@ func (w *world) runOurs(b *testing.B, d *daemon, kw *kmsgWatch) *latencies {
 	for i := range n {
 		port := uint16(protBase + i)
 		seq := w.sequence(port)
-		last, present, spt, err := knockAndProbe(client.NS, client.ServerIP4, seq[:], port, 3*time.Second)
+		last, present, spts, err := knockAndProbe(client.NS, client.ServerIP4, seq[:], port, 3*time.Second)
 		if kw != nil && err == nil {
-			if at, ok := kw.wait(fmt.Sprintf(" SPT=%d DPT=%d ", spt, seq[7]), 3*time.Second); ok {
+			if at, ok := kw.wait(fmt.Sprintf(" SPT=%d DPT=%d ", spts[7], seq[7]), 3*time.Second); ok {
 				l.kmsg = append(l.kmsg, at.Sub(last))
 			}
 		}
@@ -204,7 +213,17 @@ func (w *world) runOurs(b *testing.B, d *daemon, kw *kmsgWatch) *latencies {
 			// sequence that makes the next candidates fail and locks
 			// the source out: carry on from a fresh client address.
 			l.lost++
-			b.Logf("knock %d lost: %v; daemon counters now %+v; going on from a new client namespace", i+1, err, w.counters(b, d.conf))
+			seen := -1
+			if kw != nil && len(spts) == len(seq) {
+				seen = 0
+				for k, spt := range spts {
+					if kw.saw(fmt.Sprintf(" SPT=%d DPT=%d ", spt, seq[k])) {
+						seen++
+					}
+				}
+			}
+			b.Logf("knock %d lost: %v; the benchmark's own log reader saw %d of its 8 lines; daemon counters now %+v; going on from a new client namespace",
+				i+1, err, seen, w.counters(b, d.conf))
 			client = w.net.AddClient(b)
 			continue
 		}
@@ -506,6 +525,7 @@ func runFwknop(b *testing.B, udp bool) *latencies {
 // (kernel LOG -> a /dev/kmsg reader), the floor of any log follower.
 type kmsgWatch struct {
 	recs chan kmsgRec
+	seen []kmsgRec // what wait and saw took from recs
 }
 
 type kmsgRec struct {
@@ -555,6 +575,7 @@ func (kw *kmsgWatch) wait(marker string, timeout time.Duration) (time.Time, bool
 	for {
 		select {
 		case r := <-kw.recs:
+			kw.seen = append(kw.seen, r)
 			if strings.Contains(r.text, marker) {
 				return r.at, true
 			}
@@ -562,6 +583,18 @@ func (kw *kmsgWatch) wait(marker string, timeout time.Duration) (time.Time, bool
 			return time.Time{}, false
 		}
 	}
+}
+
+// saw reports whether a record holding marker has arrived (waiting up to
+// 200 ms for records still on their way).
+func (kw *kmsgWatch) saw(marker string) bool {
+	kw.wait("\x00never", 200*time.Millisecond)
+	for _, r := range kw.seen {
+		if strings.Contains(r.text, marker) {
+			return true
+		}
+	}
+	return false
 }
 
 // watchFile follows path (written by rsyslogd) with inotify, in this
