@@ -134,6 +134,10 @@ type FileOptions struct {
 //     source looked at the file again (it looks on every change notice).
 //   - An incomplete line abandoned by rotation or truncation is dropped and
 //     counted in Stats.Dropped, never delivered as a fragment.
+//   - When Run's context ends while lines are being taken, the lines up to
+//     the end the file had when it was last looked at are still delivered
+//     (within half a second), none after: a stop does not fall inside a
+//     burst the writer wrote at once.
 //
 // Run may be called once.
 type File struct {
@@ -622,6 +626,12 @@ func (s *File) drain(ctx context.Context, t *tracked, emit func(Line)) drainResu
 	}
 	if !fpMatches(t.f, t.off, t.fp[:t.fpn], t.scratch[:]) || !t.checkHead(size) {
 		return drainRewritten
+	}
+	if size-t.off > int64(maxLine(s.opts.MaxLine))+overlongSlack {
+		if err := s.cutOverlong(t, size); err != nil {
+			s.transient("read", t.name, err)
+			return drainError
+		}
 	}
 	if !s.startTail(t) {
 		return drainError

@@ -314,6 +314,49 @@ func (s *File) take(t *tracked, first *tail.Line, emit func(Line)) drainResult {
 	return drainEOF
 }
 
+// overlongSlack is how far past MaxLine the bytes after the delivered
+// offset may reach before the supervisor checks that the line there ends.
+const overlongSlack = 64 << 10
+
+// cutOverlong keeps tail from holding an overlong line: tail reads a line
+// whole, whatever its length, before handing it over. If the line at t.off
+// has no newline within MaxLine bytes, it is skipped here (counted in
+// Stats.Overlong) and the tail restarted just past its newline, or, when
+// it has none yet, at the file's end with the rest of it skipped too.
+func (s *File) cutOverlong(t *tracked, size int64) error {
+	max := int64(maxLine(s.opts.MaxLine))
+	buf := s.scan
+	for off := t.off; off < size; {
+		n := min(int64(len(buf)), size-off)
+		k, err := t.f.ReadAt(buf[:n], off)
+		if int64(k) != n {
+			if err == io.EOF {
+				return nil // shrank meanwhile: seen on the next look
+			}
+			return err
+		}
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			end := off + int64(i) + 1
+			if end-t.off-1 <= max {
+				return nil // the line ends in time: tail delivers it
+			}
+			if !t.skipLine {
+				s.c.overlong.Add(1)
+			}
+			t.seek(end)
+			return nil
+		}
+		off += n
+	}
+	// No newline yet: skip what is there, and the rest when it comes.
+	if !t.skipLine {
+		s.c.overlong.Add(1)
+	}
+	t.seek(size)
+	t.skipLine = true
+	return nil
+}
+
 // lastLineEnd returns the end of the last complete line of f between
 // from and size (from when there is none), reading backwards.
 func lastLineEnd(f *os.File, from, size int64, buf []byte) (int64, error) {

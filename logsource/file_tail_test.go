@@ -193,3 +193,47 @@ func TestFileStopDoesNotCutABurst(t *testing.T) {
 		}
 	}
 }
+
+// TestFileOverlongLineIsCutBeforeTailHoldsIt: a line far longer than
+// MaxLine is skipped by the supervisor (tail would hold it whole), counted
+// once, and the lines around it arrive with exact positions.
+func TestFileOverlongLineIsCutBeforeTailHoldsIt(t *testing.T) {
+	long := strings.Repeat("x", 300<<10)
+	cases := []struct {
+		name   string
+		writes []string
+	}{
+		{"written whole (tail reads it, the length check skips it)", []string{"a\n" + long + "\nb\n"}},
+		{"still growing when looked at (the supervisor cuts it)", []string{"a\n" + long, long, "\nb\n"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "kern.log")
+			appendFile(t, path, "")
+			s := newStepper(t, path, FileOptions{MaxLine: 100})
+			var want []string
+			size := int64(0)
+			for i, w := range tc.writes {
+				appendFile(t, path, w)
+				size += int64(len(w))
+				if i == 0 {
+					want = append(want, "a")
+				}
+				if i == len(tc.writes)-1 {
+					want = append(want, "b")
+				}
+				s.step()
+			}
+			got := s.out.texts()
+			if strings.Join(got, "|") != strings.Join(want, "|") {
+				t.Fatalf("lines = %.80q, want %q", got, want)
+			}
+			if last := s.out.last(); last.pos.Offset != size {
+				t.Fatalf("last position %d, want %d", last.pos.Offset, size)
+			}
+			if st := s.src.Stats(); st.Overlong != 1 || st.Lines != 2 {
+				t.Fatalf("stats = %+v", st)
+			}
+		})
+	}
+}
