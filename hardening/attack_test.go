@@ -1,11 +1,10 @@
 package hardening
 
 import (
-	"bufio"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,9 +148,11 @@ delegate_to = ["198.51.100.0/24"]
 // sends (HARDENING_CANDIDATES overrides it).
 const bruteCandidates = 10_000_000
 
-// TestBruteForceAndFlood sends random 8-knock candidates from millions of
-// (spoofed) sources through the stdin source at full speed: each source
-// knocks ten random ports, which makes three candidates and then a lockout.
+// TestBruteForceAndFlood sends random 8-knock candidates from (spoofed)
+// sources by the hundred thousand through the stdin source at full speed:
+// each source knocks 24 random ports, which makes candidates until the
+// lockout (3, or 17 when a failure counts once per eight new hits; a probe
+// source measures which).
 // Halfway through, a legitimate knock is interleaved with the flood. The
 // assertions: no random candidate is granted, every flood source is locked
 // out, every candidate is decoded and rejected with a reason, the
@@ -159,63 +160,57 @@ const bruteCandidates = 10_000_000
 func TestBruteForceAndFlood(t *testing.T) {
 	e := newEnv(t)
 	conf := e.config(cfg{logLevel: "warn"})
-	p := e.start(conf, nil)
+	// The stream comes from floodgen (built without the race detector)
+	// straight into the daemon's standard input.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	p := e.startWith(conf, nil, pr)
+	pr.Close()
 
 	want := bruteCandidates
 	if s := os.Getenv("HARDENING_CANDIDATES"); s != "" {
 		want, _ = strconv.Atoi(s)
 	}
-	const perSource = 10 // hits; candidates at hits 8, 9 and 10, then the lockout
-	sources := (want + 2) / 3
+	// Each source knocks perSource random ports. How many candidates that
+	// makes before the lockout depends on the assembler's rule (a failure
+	// per candidate, or per eight new hits); a probe source measures it.
+	const perSource = 24
+	// (A source of its own; floodgen also writes the first hit of its
+	// legitimate knock.)
+	pg := exec.Command(bins.flood, "-prefix", e.prefix, "-sources", "1", "-hits", strconv.Itoa(perSource), "-first", "16000000",
+		"-key", e.keyPath, "-legit", "198.18.30.2")
+	pg.Stdout = pw
+	var pgErr strings.Builder
+	pg.Stderr = &pgErr
+	if err := pg.Run(); err != nil {
+		t.Fatalf("floodgen probe: %v: %s", err, pgErr.String())
+	}
+	pst := waitLines(t, conf, perSource+1, time.Minute).Counters
+	perCand := int(pst.Candidates)
+	if pst.Lockouts != 1 || perCand < 3 {
+		t.Fatalf("a source knocking %d random ports made %d candidates and %d lockouts, want >= 3 and 1", perSource, perCand, pst.Lockouts)
+	}
+	// The flood's sources knock just enough for their candidates and the
+	// lockout: perCand + 7 hits.
+	sources := (want + perCand - 1) / perCand
 	legit := addr("198.18.30.1")
-	legitAt := sources / 2
-	var legitLines []string
-
-	rng := rand.New(rand.NewPCG(1, 2))
-	w := bufio.NewWriterSize(p.stdin, 1<<20)
+	gen := exec.Command(bins.flood, "-prefix", e.prefix, "-sources", strconv.Itoa(sources), "-hits", strconv.Itoa(perCand+7), "-key", e.keyPath,
+		"-legit", legit.String(), "-deadline", "3m")
+	gen.Stdout = pw
+	var genErr strings.Builder
+	gen.Stderr = &genErr
 	start := time.Now()
-	deadline := start.Add(3 * time.Minute)
-	head := []byte(e.prefix + " IN=eth0 OUT= MAC=00:00:00:00:00:01:00:00:00:00:00:02:08:00 SRC=")
-	var buf []byte
+	if err := gen.Run(); err != nil {
+		t.Fatalf("floodgen: %v: %s", err, genErr.String())
+	}
 	var lines int
-	sent := 0
-	for s := 0; s < sources; s++ {
-		if s == legitAt {
-			legitLines = e.seqLines(legit, cipher.Request{Port: 22, Time: 1})
-		}
-		// Spread the legitimate knocks over the next 8 x 1000 sources.
-		if legitLines != nil && s >= legitAt && (s-legitAt)%1000 == 0 && len(legitLines) > 0 {
-			w.WriteString(legitLines[0] + "\n")
-			legitLines = legitLines[1:]
-			lines++
-		}
-		// Sources from 10.0.0.0/8 then 100.64.0.0/10: text only, no packet
-		// is sent anywhere.
-		ip := netip.AddrFrom4([4]byte{10 + byte(s>>24), byte(s >> 16), byte(s >> 8), byte(s)})
-		for h := 0; h < perSource; h++ {
-			buf = append(buf[:0], head...)
-			buf = ip.AppendTo(buf)
-			buf = append(buf, " DST=198.18.0.1 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF PROTO=TCP SPT="...)
-			buf = strconv.AppendInt(buf, int64(20000+h), 10)
-			buf = append(buf, " DPT="...)
-			buf = strconv.AppendInt(buf, int64(745+rng.IntN(256)), 10)
-			buf = append(buf, " WINDOW=64240 RES=0x00 SYN URGP=0\n"...)
-			if _, err := w.Write(buf); err != nil {
-				t.Fatalf("write: %v", err)
-			}
-			lines++
-		}
-		sent += 3
-		if s%4096 == 0 && time.Now().After(deadline) {
-			t.Logf("stopping the flood at its time bound after %d sources", s)
-			sources = s + 1
-			break
-		}
+	if _, err := fmt.Sscanf(genErr.String(), "lines %d sources %d", &lines, &sources); err != nil {
+		t.Fatalf("floodgen said %q: %v", genErr.String(), err)
 	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	st := waitLines(t, conf, uint64(lines), 3*time.Minute)
+	st := waitLines(t, conf, uint64(lines+perSource+1), 3*time.Minute)
 	elapsed := time.Since(start)
 	hwm := p.vmHWM()
 	cpu := p.cpu()
@@ -238,19 +233,20 @@ func TestBruteForceAndFlood(t *testing.T) {
 	if got := e.fwLog(); len(got) != 1 || !strings.HasPrefix(got[0], "open_"+legit.String()+"_tcp_22_") {
 		t.Errorf("firewall record %q, want the legitimate open only", got)
 	}
-	if c.Candidates != uint64(3*sources+1) {
-		t.Errorf("%d candidates decoded, want %d (3 a source and the legitimate one)", c.Candidates, 3*sources+1)
+	if want := uint64(perCand*(sources+1) + 1); c.Candidates != want {
+		t.Errorf("%d candidates decoded, want %d (%d a source, the probe's and the legitimate one)", c.Candidates, want, perCand)
 	}
-	if rejected != c.Candidates-c.Accepted {
-		t.Errorf("%d rejections for %d candidates and %d accepted", rejected, c.Candidates, c.Accepted)
+	// Rejections carry a reason; "lockout" counts hits dropped while
+	// their source was locked out, not candidates.
+	if decided := rejected - c.Rejected["lockout"]; decided != c.Candidates-c.Accepted {
+		t.Errorf("%d rejections for %d candidates and %d accepted", decided, c.Candidates, c.Accepted)
 	}
-	if c.Lockouts != uint64(sources) {
-		t.Errorf("%d lockouts, want one for each of the %d flood sources", c.Lockouts, sources)
+	if c.Lockouts != uint64(sources+1) {
+		t.Errorf("%d lockouts, want one for each of the %d flood sources and the probe", c.Lockouts, sources)
 	}
 	// The assembler is bounded at 65536 sources (~6 MB); the rest is the
 	// runtime and buffers.
 	if hwm > 200*1024 {
 		t.Errorf("peak memory %d KiB over 200 MiB under a flood of %d sources", hwm, sources)
 	}
-	_ = sent
 }

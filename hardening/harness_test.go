@@ -221,13 +221,21 @@ type proc struct {
 // and waits until it reports that it runs. env, when given, replaces the
 // environment.
 func (e *env) start(conf string, environ []string) *proc {
+	return e.startWith(conf, environ, nil)
+}
+
+// startWith is start with stdin, when not nil, as the daemon's standard
+// input (the caller writes to its other end); p.stdin is then a no-op.
+func (e *env) startWith(conf string, environ []string, stdin *os.File) *proc {
 	t := e.t
 	t.Helper()
 	p := &proc{t: t, notify: make(chan struct{}), done: make(chan struct{})}
 	p.cmd = exec.Command(bins.daemon, "-c", conf, "run")
 	p.cmd.Env = environ
 	var err error
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+	if stdin != nil {
+		p.cmd.Stdin, p.stdin = stdin, nopCloser{io.Discard}
+	} else if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
 	pr, pw, err := os.Pipe()
@@ -272,6 +280,10 @@ func (e *env) start(conf string, environ []string) *proc {
 	}
 	return p
 }
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 func (p *proc) read(r io.ReadCloser) {
 	defer r.Close()

@@ -29,6 +29,7 @@ var bins struct {
 	dir    string
 	daemon string
 	client string
+	flood  string // hardening/floodgen
 	err    error
 }
 
@@ -61,6 +62,7 @@ func build(dir string) error {
 	}{
 		{&bins.daemon, "github.com/knockdaemon/knock/knockdaemon"},
 		{&bins.client, "github.com/knockdaemon/knock/knockclient"},
+		{&bins.flood, "github.com/knockdaemon/knock/hardening/floodgen"},
 	} {
 		out := filepath.Join(dir, filepath.Base(b.pkg))
 		cmd := exec.Command(goBin, "build", "-o", out, b.pkg)

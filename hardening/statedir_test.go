@@ -64,6 +64,11 @@ func TestStateDirFaults(t *testing.T) {
 			func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "filler")) }},
 		{"read-only",
 			func(t *testing.T, dir string) {
+				// Never remount what is not our own tmpfs (that would be
+				// the file system holding it).
+				if err := exec.Command("mountpoint", "-q", dir).Run(); err != nil {
+					t.Fatalf("%s is not a mount point: %v", dir, err)
+				}
 				// "busy" while a state write holds a file open: retry.
 				for i := 0; ; i++ {
 					out, err := exec.Command("mount", "-o", "remount,ro", dir).CombinedOutput()
