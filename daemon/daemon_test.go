@@ -221,7 +221,7 @@ func TestGrantLifecycle(t *testing.T) {
 func TestLockout(t *testing.T) {
 	h := newHarness(t, "", nil, nil)
 	bad := cipher.Key{Name: "x", Secret: [32]byte{7}, Mode: cipher.Timed}
-	// Three complete wrong candidates in a row: the third locks out.
+	// Three complete wrong sequences in a row: the third locks out.
 	for i := 0; i < 3; i++ {
 		h.knock(bad, "203.0.113.9", cipher.Request{Port: 22, Time: uint8(5 + i)})
 	}
@@ -236,9 +236,11 @@ func TestLockout(t *testing.T) {
 	h.clk.Advance(61 * time.Second)
 	h.knock(h.keys[alice], "203.0.113.9", cipher.Request{Port: 22, Time: 5})
 	h.wantOpen("203.0.113.10 tcp/22", "203.0.113.9 tcp/22")
-	// Three candidates failed (the hits stay after a failure, so the 9th
-	// and 10th hits formed the 2nd and 3rd); the other 14 wrong knocks and
-	// the 8 right ones during the lockout were dropped.
+	// 17 candidates failed (the hits stay after a failure, so every hit
+	// from the 8th on formed one), but a failure counts towards the lockout
+	// only once per 8 new hits: the 8th, 16th and 24th hits, the last of
+	// each wrong sequence, so the third sequence locked. Only the 8 right
+	// knocks during the lockout were dropped.
 	st := h.d.Status()
 	failed := uint64(0)
 	for r, n := range st.Counters.Rejected {
@@ -246,7 +248,7 @@ func TestLockout(t *testing.T) {
 			failed += n
 		}
 	}
-	if st.Counters.Lockouts != 1 || failed != 3 || st.Counters.Rejected["lockout"] != 22 {
+	if st.Counters.Lockouts != 1 || failed != 17 || st.Counters.Rejected["lockout"] != 8 {
 		t.Errorf("lockouts = %d, rejected = %v", st.Counters.Lockouts, st.Counters.Rejected)
 	}
 }

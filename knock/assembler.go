@@ -5,6 +5,26 @@
 // decoder. It locks out sources whose candidates keep failing, and bounds its
 // memory so that a flood from spoofed sources cannot grow it.
 //
+// The main rule of the lockout: a failure is counted once per sequence sent,
+// not once per candidate. Candidates slide (every hit after the eighth makes
+// one), so a single lost knock leaves seven hits that spoil the first seven
+// candidates of the user's retry, and stray hits before a sequence spoil as
+// many; counting each of those would lock the user out before their own
+// eight knocks were ever tried. So a Reject counts towards the lockout only
+// when at least eight new hits (SequenceLen) have been stored for the source
+// since its last counted failure (or since it started, was accepted or
+// started afresh after expiry or a lockout); every Reject still shows in
+// Stats.Rejected, the counted ones in Stats.Failures. Up to seven lost or
+// stray knocks therefore cost a user at most one counted failure. A guesser
+// is still locked out after LockoutFailures x 8 hits: with the default 3,
+// after exactly 24 hits, which make at most 1 + 2 x 8 = 17 candidates per
+// lockout period instead of 3. At about 2^-39 success per candidate
+// (docs/PROTOCOL.md §5) that is 17 x 2^-39, about 2^-35 a minute with the
+// default 60 s lockout: an expected 2^39/17 minutes, some 60,000 years, of
+// guessing per source address (against some 350,000 years at 3 candidates a
+// minute), which is negligible either way. Failures outlive the source's
+// hits for Lockout, so a guesser cannot reset them by pausing.
+//
 // An Assembler is safe for concurrent use. One mutex guards it; it is shared
 // by the caller (normally the daemon's single pipeline goroutine calling Add,
 // then Accept or Reject for each candidate) and the expiry timer, which runs
@@ -135,7 +155,8 @@ type Stats struct {
 	LockedOutHits   uint64 // hits ignored because their source was locked out
 	Candidates      uint64 // candidates handed out
 	Accepted        uint64 // Accept calls that consumed a sequence
-	Rejected        uint64 // Reject calls that counted a failure
+	Rejected        uint64 // Reject calls for a source with a sequence in progress
+	Failures        uint64 // of those, the ones counted towards a lockout
 	Lockouts        uint64 // lockouts engaged
 	Evictions       uint64 // sources dropped because the table was full
 	Expired         uint64 // sources dropped because their time ran out
@@ -159,13 +180,20 @@ const (
 	chunkSize  = 1 << chunkShift
 	chunkMask  = chunkSize - 1
 	none       = -1
-	ringMask   = SequenceLen - 1
+
+	// The low ringHeadBits of entry.ring hold the index of the oldest hit
+	// (SequenceLen is 1<<ringHeadBits); the bits above, the number of hits
+	// (0..SequenceLen).
+	ringHeadBits = 3
+	ringHeadMask = SequenceLen - 1
+	ringOne      = 1 << ringHeadBits // one hit, in entry.ring
 )
 
 // entry is one source. Times are milliseconds since the assembler's epoch.
 // Its hits are a ring of SequenceLen: the destination port minus base, and
 // the arrival time modulo 2^32 (ages never exceed twice the sequence timeout,
-// far below the wrap).
+// far below the wrap). It is 80 bytes (TestTableFootprint): the ring's head
+// and count share one byte so that fresh fits.
 type entry struct {
 	times      [SequenceLen]uint32
 	dst        [SequenceLen]byte
@@ -173,14 +201,37 @@ type entry struct {
 	prev, next int32
 	// t is, for an active entry, the time of its last stored hit (its hits
 	// are all dead at t+timeout); for a penalty or locked entry, its deadline.
-	t        int64
-	head, n  uint8 // ring of hits: first index and count
-	failures uint8 // consecutive rejected candidates
+	t    int64
+	ring uint8 // the ring of hits: head and count; see ringHeadBits
+	// fresh counts the hits stored since the last counted failure (or since
+	// the source started, was accepted or restarted), up to SequenceLen: a
+	// Reject counts a failure only when it has reached SequenceLen.
+	fresh    uint8
+	failures uint8 // counted failures since the last Accept
 	state    uint8
 	// The previous hit, for the retransmission check; lastProto 0: none.
 	lastSport uint16
 	lastDst   uint8
 	lastProto uint8
+}
+
+// hits returns the number of hits in e's ring.
+func (e *entry) hits() uint8 { return e.ring >> ringHeadBits }
+
+// slot returns the ring index of e's k-th oldest hit.
+func (e *entry) slot(k uint8) uint8 { return (e.ring + k) & ringHeadMask }
+
+// dropOldest removes e's oldest hit; the ring must not be empty.
+func (e *entry) dropOldest() {
+	e.ring = (e.ring&^ringHeadMask | (e.ring+1)&ringHeadMask) - ringOne
+}
+
+// push appends a hit to e's ring, which must not be full, and returns its
+// index.
+func (e *entry) push() uint8 {
+	i := e.slot(e.hits())
+	e.ring += ringOne
+	return i
 }
 
 type list struct{ head, tail int32 }
@@ -285,8 +336,7 @@ func (a *Assembler) Add(h Hit) (Result, error) {
 			if age := now - e.t; age >= a.timeoutMs {
 				// Every hit has expired and the timer has not run yet: do
 				// what it would have done.
-				e.n = 0
-				e.lastProto = 0
+				a.restart(e)
 				if age >= a.timeoutMs+a.lockoutMs {
 					e.failures = 0
 				}
@@ -304,18 +354,18 @@ func (a *Assembler) Add(h Hit) (Result, error) {
 
 	// Drop expired hits from the front (hits arrive in time order), then
 	// the oldest when the ring is full.
-	for e.n > 0 && int64(uint32(now)-e.times[e.head]) >= a.timeoutMs {
-		e.head = (e.head + 1) & ringMask
-		e.n--
+	for e.hits() > 0 && int64(uint32(now)-e.times[e.slot(0)]) >= a.timeoutMs {
+		e.dropOldest()
 	}
-	if e.n == SequenceLen {
-		e.head = (e.head + 1) & ringMask
-		e.n--
+	if e.hits() == SequenceLen {
+		e.dropOldest()
 	}
-	slot := (e.head + e.n) & ringMask
+	slot := e.push()
 	e.times[slot] = uint32(now)
 	e.dst[slot] = dst
-	e.n++
+	if e.fresh < SequenceLen {
+		e.fresh++
+	}
 	e.t = now
 	e.lastProto, e.lastSport, e.lastDst = uint8(h.Proto), h.SrcPort, dst
 	if a.active.tail != i {
@@ -325,13 +375,13 @@ func (a *Assembler) Add(h Hit) (Result, error) {
 	a.st.Hits++
 	a.armLocked()
 
-	if e.n < SequenceLen {
+	if e.hits() < SequenceLen {
 		return Result{Outcome: Stored}, nil
 	}
-	// A full ring: head is the oldest of the last eight.
+	// A full ring: slot 0 is the oldest of the last eight.
 	r := Result{Outcome: Candidate}
 	for k := range uint8(SequenceLen) {
-		r.Candidate[k] = e.dst[(e.head+k)&ringMask]
+		r.Candidate[k] = e.dst[e.slot(k)]
 	}
 	a.st.Candidates++
 	return r, nil
@@ -356,7 +406,8 @@ func (a *Assembler) Accept(src netip.Addr) bool {
 	if e.state != stateActive {
 		return false
 	}
-	e.n = 0
+	e.ring = 0
+	e.fresh = 0
 	e.failures = 0
 	a.st.Accepted++
 	return true
@@ -364,11 +415,14 @@ func (a *Assembler) Accept(src netip.Addr) bool {
 
 // Reject tells the assembler that src's latest candidate failed. The hits
 // stay, so that the next hit forms a new candidate (a stray hit before a
-// sequence does not spoil it). After Config.LockoutFailures consecutive
-// failures the source is locked out: its hits are dropped and it is ignored
-// until the returned time; locked reports that this call began the lockout
-// (log it once, here). Reject of a source with no sequence in progress does
-// nothing and returns locked false.
+// sequence does not spoil it). The failure counts towards a lockout only when
+// at least SequenceLen hits have been stored for src since its last counted
+// failure (see the package comment: one failure per sequence sent, not per
+// sliding candidate). After Config.LockoutFailures counted failures with no
+// Accept between them the source is locked out: its hits are dropped and it
+// is ignored until the returned time; locked reports that this call began
+// the lockout (log it once, here). Reject of a source with no sequence in
+// progress does nothing and returns locked false.
 func (a *Assembler) Reject(src netip.Addr) (until time.Time, locked bool) {
 	if !src.IsValid() {
 		return time.Time{}, false
@@ -385,6 +439,11 @@ func (a *Assembler) Reject(src netip.Addr) (until time.Time, locked bool) {
 		return time.Time{}, false
 	}
 	a.st.Rejected++
+	if e.fresh < SequenceLen {
+		return time.Time{}, false // the tail of a sequence already counted
+	}
+	e.fresh = 0
+	a.st.Failures++
 	if e.failures < 255 {
 		e.failures++
 	}
@@ -394,7 +453,7 @@ func (a *Assembler) Reject(src netip.Addr) (until time.Time, locked bool) {
 	now := a.stampLocked(time.Time{})
 	a.unlink(&a.active, i)
 	e.state = stateLocked
-	e.n = 0
+	e.ring = 0
 	e.lastProto = 0
 	e.t = now + a.lockoutMs
 	a.pushBack(&a.penalty, i)
@@ -446,10 +505,12 @@ func (a *Assembler) ent(i int32) *entry {
 	return &a.chunks[i>>chunkShift][i&chunkMask]
 }
 
-// restart makes e an active entry with no hits, keeping its failures.
+// restart makes e an active entry with no hits, keeping its failures: a
+// new sequence starts, so fresh does too.
 func (a *Assembler) restart(e *entry) {
 	e.state = stateActive
-	e.n, e.head = 0, 0
+	e.ring = 0
+	e.fresh = 0
 	e.lastProto = 0
 }
 
@@ -607,7 +668,8 @@ func (a *Assembler) expireLocked(now int64, limit int) {
 			}
 			a.unlink(&a.active, i)
 			e.state = statePenalty
-			e.n = 0
+			e.ring = 0
+			e.fresh = 0
 			e.lastProto = 0
 			e.t += a.timeoutMs + a.lockoutMs
 			a.pushBack(&a.penalty, i)

@@ -1,8 +1,10 @@
 package knock
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -77,6 +79,39 @@ func (f *fixture) wantCandidate(r Result, want [8]byte) {
 	if r.Candidate != want {
 		f.t.Fatalf("candidate %v, want %v", r.Candidate, want)
 	}
+}
+
+// failing knocks offs from src and, as the daemon does for a wrong
+// sequence, rejects every candidate. It returns the index of the knock whose
+// Reject locked the source, or -1, and fails if a knock after that one was
+// not ignored as LockedOut.
+func (f *fixture) failing(src string, offs []byte) int {
+	f.t.Helper()
+	lockedAt := -1
+	for k, off := range offs {
+		r := f.knock(src, off)
+		if lockedAt >= 0 {
+			f.wantOutcome(r, LockedOut)
+			continue
+		}
+		if r.Outcome == Candidate {
+			if _, locked := f.a.Reject(addr(src)); locked {
+				lockedAt = k
+			}
+		}
+	}
+	return lockedAt
+}
+
+// wrong returns n distinct knock offsets from first on, none in seqA.
+func wrong(first byte, n int) []byte {
+	var offs []byte
+	for off := first; len(offs) < n; off++ {
+		if !slices.Contains(seqA, off) {
+			offs = append(offs, off)
+		}
+	}
+	return offs
 }
 
 var seqA = []byte{10, 200, 3, 255, 0, 77, 78, 9}
@@ -230,12 +265,16 @@ func TestRetransmission(t *testing.T) {
 	})
 }
 
-func TestStrayLeadingHitDoesNotSpoil(t *testing.T) {
-	for _, strays := range []int{1, 2} {
-		t.Run(map[int]string{1: "one stray", 2: "two strays"}[strays], func(t *testing.T) {
-			f := newFixture(t, Config{})
+func TestStrayLeadingHitsDoNotSpoil(t *testing.T) {
+	// Each stray hit before a sequence makes one more failing candidate
+	// (stray and real knocks mixed); together they count as one failure,
+	// so even seven strays, with the default three failures to a lockout,
+	// leave the sequence to be accepted.
+	for _, strays := range []int{1, 2, 3, 7} {
+		t.Run(fmt.Sprintf("%d strays", strays), func(t *testing.T) {
+			f := newFixture(t, Config{LockoutFailures: 3})
 			src := addr("192.0.2.1")
-			stray := []byte{99, 98}[:strays]
+			stray := wrong(100, strays)
 			all := append(append([]byte{}, stray...), seqA...)
 			for k, off := range all {
 				r := f.knock("192.0.2.1", off)
@@ -254,7 +293,7 @@ func TestStrayLeadingHitDoesNotSpoil(t *testing.T) {
 			if !f.a.Accept(src) {
 				t.Fatal("Accept found no sequence")
 			}
-			if s := f.a.Stats(); s.Rejected != uint64(strays) || s.Accepted != 1 || s.Candidates != uint64(strays)+1 {
+			if s := f.a.Stats(); s.Rejected != uint64(strays) || s.Failures != 1 || s.Lockouts != 0 || s.Accepted != 1 || s.Candidates != uint64(strays)+1 {
 				t.Fatalf("stats %+v", s)
 			}
 		})
@@ -264,32 +303,40 @@ func TestStrayLeadingHitDoesNotSpoil(t *testing.T) {
 func TestAcceptConsumesAndResetsFailures(t *testing.T) {
 	f := newFixture(t, Config{LockoutFailures: 3})
 	src := addr("192.0.2.1")
-	all := append([]byte{90, 91}, seqA...)
-	for k, off := range all {
+	// Two wrong sequences (two counted failures), then the right one.
+	if k := f.failing("192.0.2.1", wrong(100, 16)); k != -1 {
+		t.Fatalf("locked at knock %d of two wrong sequences", k)
+	}
+	if n := f.a.Stats().Failures; n != 2 {
+		t.Fatalf("%d failures after two wrong sequences, want 2", n)
+	}
+	for k, off := range seqA {
 		r := f.knock("192.0.2.1", off)
-		if k >= 7 && k < len(all)-1 {
-			f.a.Reject(src)
-		}
-		if k == len(all)-1 {
+		if k < 7 {
+			f.wantOutcome(r, Candidate)
+			if _, locked := f.a.Reject(src); locked {
+				t.Fatalf("locked at knock %d of the right sequence", k)
+			}
+		} else {
 			f.wantCandidate(r, [8]byte(seqA))
 		}
 	}
-	f.a.Accept(src)
+	if !f.a.Accept(src) {
+		t.Fatal("Accept found no sequence")
+	}
 	// The consumed hits are gone: seven new knocks are not a candidate.
 	seqB := []byte{11, 12, 13, 14, 15, 16, 17, 18}
 	for k := range 7 {
 		f.wantOutcome(f.knock("192.0.2.1", seqB[k]), Stored)
 	}
 	f.wantCandidate(f.knock("192.0.2.1", seqB[7]), [8]byte(seqB))
-	// The two earlier failures were forgotten: two more do not lock.
-	for k := range 2 {
-		if _, locked := f.a.Reject(src); locked {
-			t.Fatalf("locked after %d failures since accept", k+1)
-		}
-		f.wantOutcome(f.knock("192.0.2.1", byte(20+k)), Candidate)
+	// The two earlier failures were forgotten: this is the first, and two
+	// more wrong sequences are needed to lock (the 24th hit since accept).
+	if _, locked := f.a.Reject(src); locked {
+		t.Fatal("locked after one failure since accept")
 	}
-	if _, locked := f.a.Reject(src); !locked {
-		t.Fatal("not locked after three failures since accept")
+	if k := f.failing("192.0.2.1", wrong(120, 16)); k != 15 {
+		t.Fatalf("locked at knock %d of the next 16, want 15 (three failures since accept)", k)
 	}
 }
 
@@ -410,15 +457,17 @@ func TestLockout(t *testing.T) {
 	f := newFixture(t, Config{LockoutFailures: 3, Lockout: 60 * time.Second})
 	src := addr("192.0.2.1")
 	var until time.Time
-	for k := range 10 {
+	// Three wrong sequences: 17 candidates, the third counted failure (the
+	// 24th hit) locks.
+	for k := range 24 {
 		r := f.knock("192.0.2.1", byte(k))
 		if k < 7 {
 			continue
 		}
 		f.wantOutcome(r, Candidate)
 		u, locked := f.a.Reject(src)
-		if locked != (k == 9) {
-			t.Fatalf("after failure %d: locked %v", k-6, locked)
+		if locked != (k == 23) {
+			t.Fatalf("after knock %d: locked %v", k, locked)
 		}
 		until = u
 	}
@@ -442,13 +491,89 @@ func TestLockout(t *testing.T) {
 	if s := f.a.Stats(); s.LockedOut != 0 || s.LockedOutHits != 9 {
 		t.Fatalf("after the lockout: %+v", s)
 	}
-	// Afterwards the source starts afresh with no failures.
-	f.wantCandidate(f.sequence("192.0.2.1", seqA), [8]byte(seqA))
-	for k := range 2 {
-		if _, locked := f.a.Reject(src); locked {
-			t.Fatal("failures survived the lockout")
-		}
-		f.knock("192.0.2.1", byte(30+k))
+	// Afterwards the source starts afresh with no failures: two more wrong
+	// sequences do not lock it, a third does.
+	if k := f.failing("192.0.2.1", wrong(100, 16)); k != -1 {
+		t.Fatalf("locked at knock %d after the lockout: failures survived it", k)
+	}
+	if k := f.failing("192.0.2.1", wrong(120, 8)); k != 7 {
+		t.Fatalf("locked at knock %d of the third sequence after the lockout, want 7", k)
+	}
+}
+
+func TestBruteForceLockedOutAfterEightHitsPerFailure(t *testing.T) {
+	// A guesser sending distinct knocks, every candidate rejected, is
+	// locked out at its LockoutFailures x 8th hit, having had 1 + 8 x
+	// (LockoutFailures-1) candidates: 24 hits and 17 candidates by default.
+	for _, tc := range []struct {
+		failures   int
+		candidates uint64
+	}{
+		{1, 1},
+		{2, 9},
+		{3, 17},
+		{5, 33},
+	} {
+		t.Run(fmt.Sprintf("lockout failures %d", tc.failures), func(t *testing.T) {
+			f := newFixture(t, Config{LockoutFailures: tc.failures})
+			offs := make([]byte, 8*tc.failures+8)
+			for k := range offs {
+				offs[k] = byte(k * 37)
+			}
+			if k := f.failing("192.0.2.1", offs); k != 8*tc.failures-1 {
+				t.Fatalf("locked at knock %d, want %d", k, 8*tc.failures-1)
+			}
+			s := f.a.Stats()
+			if s.Candidates != tc.candidates || s.Rejected != tc.candidates || s.Failures != uint64(tc.failures) || s.Lockouts != 1 || s.LockedOutHits != 8 {
+				t.Fatalf("stats %+v", s)
+			}
+		})
+	}
+}
+
+func TestLostKnockDoesNotLockOut(t *testing.T) {
+	// A knock line lost under load leaves seven hits; the user's retry
+	// makes seven mixed candidates before its own, which are one counted
+	// failure, not seven.
+	for _, tc := range []struct {
+		name  string
+		tries [][]byte // sent before the correct sequence, each one knock short
+	}{
+		{"first knock lost", [][]byte{seqA[1:]}},
+		{"middle knock lost", [][]byte{slices.Delete(slices.Clone(seqA), 3, 4)}},
+		{"last knock lost", [][]byte{seqA[:7]}},
+		{"one knock lost in each of two tries", [][]byte{seqA[1:], seqA[:7]}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, Config{LockoutFailures: 3})
+			src := addr("192.0.2.1")
+			var all []byte
+			for _, try := range tc.tries {
+				all = append(all, try...)
+			}
+			all = append(all, seqA...)
+			for k, off := range all {
+				r := f.knock("192.0.2.1", off)
+				switch {
+				case k < 7:
+					f.wantOutcome(r, Stored)
+				case k < len(all)-1:
+					f.wantOutcome(r, Candidate)
+					if _, locked := f.a.Reject(src); locked {
+						t.Fatalf("locked out at knock %d of %d", k, len(all))
+					}
+				default:
+					f.wantCandidate(r, [8]byte(seqA))
+				}
+			}
+			if !f.a.Accept(src) {
+				t.Fatal("Accept found no sequence")
+			}
+			s := f.a.Stats()
+			if want := uint64(len(all) - 8); s.Rejected != want || s.Failures != uint64(len(tc.tries)) || s.Lockouts != 0 || s.LockedOut != 0 {
+				t.Fatalf("stats %+v, want %d rejected and %d failures", s, want, len(tc.tries))
+			}
+		})
 	}
 }
 
@@ -473,10 +598,10 @@ func TestFailuresOutliveTheSequence(t *testing.T) {
 	// timeout: they are remembered for Lockout after its hits expired.
 	f := newFixture(t, Config{SequenceTimeout: 10 * time.Second, LockoutFailures: 3, Lockout: 60 * time.Second})
 	src := addr("192.0.2.1")
-	f.sequence("192.0.2.1", []byte{1, 2, 3, 4, 5, 6, 7, 8})
-	f.a.Reject(src)
-	f.knock("192.0.2.1", 9)
-	f.a.Reject(src)
+	// Two wrong sequences and seven knocks of a third: two failures.
+	if k := f.failing("192.0.2.1", wrong(100, 23)); k != -1 {
+		t.Fatalf("locked at knock %d", k)
+	}
 	f.clk.Advance(30 * time.Second)
 	if n := f.a.Stats().Sources; n != 1 {
 		t.Fatalf("sources %d: the failures were forgotten with the hits", n)
@@ -485,13 +610,15 @@ func TestFailuresOutliveTheSequence(t *testing.T) {
 	if _, locked := f.a.Reject(src); !locked {
 		t.Fatal("third failure after a pause did not lock")
 	}
+	if s := f.a.Stats(); s.Failures != 3 || s.Lockouts != 1 {
+		t.Fatalf("stats %+v", s)
+	}
 
 	t.Run("forgotten after the lockout period", func(t *testing.T) {
 		f := newFixture(t, Config{SequenceTimeout: 10 * time.Second, LockoutFailures: 3, Lockout: 60 * time.Second})
-		f.sequence("192.0.2.1", []byte{1, 2, 3, 4, 5, 6, 7, 8})
-		f.a.Reject(src)
-		f.knock("192.0.2.1", 9)
-		f.a.Reject(src)
+		if k := f.failing("192.0.2.1", wrong(100, 16)); k != -1 {
+			t.Fatalf("locked at knock %d", k)
+		}
 		// Last hit at 0s: hits die at 10s, failures at 70s.
 		f.clk.Advance(70*time.Second - time.Millisecond)
 		if n := f.a.Stats().Sources; n != 1 {
@@ -707,10 +834,9 @@ func TestFailureMemoryOnArrival(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, Config{SequenceTimeout: 10 * time.Second, LockoutFailures: 3, Lockout: 60 * time.Second})
 			src := addr("192.0.2.1")
-			f.sequence("192.0.2.1", []byte{1, 2, 3, 4, 5, 6, 7, 8})
-			f.a.Reject(src)
-			f.knock("192.0.2.1", 9)
-			f.a.Reject(src)
+			if k := f.failing("192.0.2.1", wrong(100, 17)); k != -1 {
+				t.Fatalf("locked at knock %d", k)
+			}
 			var r Result
 			for k, off := range seqA {
 				r = f.hit(Hit{Src: src, Proto: TCP, SrcPort: uint16(k), DstPort: 745 + uint16(off), Time: t0.Add(tc.at)})
@@ -722,25 +848,34 @@ func TestFailureMemoryOnArrival(t *testing.T) {
 		})
 	}
 
-	t.Run("penalty entry, timer behind", func(t *testing.T) {
-		f := newFixture(t, Config{SequenceTimeout: 10 * time.Second, LockoutFailures: 3, Lockout: 60 * time.Second})
-		src := addr("192.0.2.1")
-		f.sequence("192.0.2.1", []byte{1, 2, 3, 4, 5, 6, 7, 8})
-		f.a.Reject(src)
-		f.a.Reject(src)
-		f.clk.Advance(10 * time.Second) // the timer moves the entry to the penalty list
-		if n := f.a.Stats().Sources; n != 1 {
-			t.Fatalf("sources %d, want the penalty entry", n)
-		}
-		var r Result
-		for k, off := range seqA {
-			r = f.hit(Hit{Src: src, Proto: TCP, SrcPort: uint16(k), DstPort: 745 + uint16(off), Time: t0.Add(70 * time.Second)})
-		}
-		f.wantCandidate(r, [8]byte(seqA))
-		if _, locked := f.a.Reject(src); locked {
-			t.Fatal("failures outlived their memory on the penalty list")
-		}
-	})
+	for _, tc := range []struct {
+		name   string
+		at     time.Duration
+		locked bool
+	}{
+		{"penalty entry, timer behind, inside the memory", 70*time.Second - time.Millisecond, true},
+		{"penalty entry, timer behind, after the memory", 70 * time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, Config{SequenceTimeout: 10 * time.Second, LockoutFailures: 3, Lockout: 60 * time.Second})
+			src := addr("192.0.2.1")
+			if k := f.failing("192.0.2.1", wrong(100, 16)); k != -1 {
+				t.Fatalf("locked at knock %d", k)
+			}
+			f.clk.Advance(10 * time.Second) // the timer moves the entry to the penalty list
+			if n := f.a.Stats().Sources; n != 1 {
+				t.Fatalf("sources %d, want the penalty entry", n)
+			}
+			var r Result
+			for k, off := range seqA {
+				r = f.hit(Hit{Src: src, Proto: TCP, SrcPort: uint16(k), DstPort: 745 + uint16(off), Time: t0.Add(tc.at)})
+			}
+			f.wantCandidate(r, [8]byte(seqA))
+			if _, locked := f.a.Reject(src); locked != tc.locked {
+				t.Fatalf("locked %v, want %v", locked, tc.locked)
+			}
+		})
+	}
 }
 
 func TestMassExpiryInBatches(t *testing.T) {

@@ -45,8 +45,11 @@ type Config struct {
 	// eight whatever this says, which behaves the same: every candidate is
 	// the last eight live hits, so an older hit can never be part of one.
 	MaxHits int
-	// LockoutFailures is the number of consecutive rejected candidates that
-	// locks a source out (default 3, at most 255).
+	// LockoutFailures is the number of failures, with no Accept between
+	// them, that locks a source out (default 3, at most 255). A Reject counts
+	// as a failure only once per eight new hits (see the package comment), so
+	// a source that keeps failing is locked out after LockoutFailures x 8
+	// hits.
 	LockoutFailures int
 	// Lockout is how long a locked-out source is ignored, and how long a
 	// source's failures are remembered after its hits expired (default 60s,

@@ -15,6 +15,8 @@ type model struct {
 	cfg  Config
 	T, L int64 // ms
 	srcs map[netip.Addr]*modelSrc
+
+	rejected, failures, lockouts uint64 // as in Stats
 }
 
 type modelHit struct {
@@ -29,7 +31,8 @@ type modelSrc struct {
 	lastProto   Proto
 	lastSport   uint16
 	lastDst     byte
-	failures    int
+	failures    int // counted failures since the last accept
+	fresh       int // hits stored since the last counted failure or (re)start
 	locked      bool
 	lockedUntil int64
 }
@@ -49,7 +52,7 @@ func (m *model) add(h Hit, now int64) Result {
 		}
 		*s = modelSrc{}
 	} else if age := now - s.lastT; age >= m.T {
-		s.hits, s.hasLast = nil, false
+		s.hits, s.hasLast, s.fresh = nil, false, 0
 		if age >= m.T+m.L {
 			s.failures = 0
 		}
@@ -64,6 +67,7 @@ func (m *model) add(h Hit, now int64) Result {
 		s.hits = s.hits[1:]
 	}
 	s.hits = append(s.hits, modelHit{now, dst})
+	s.fresh++
 	s.lastT, s.hasLast = now, true
 	s.lastProto, s.lastSport, s.lastDst = h.Proto, h.SrcPort, dst
 	if len(s.hits) < 8 {
@@ -78,16 +82,25 @@ func (m *model) add(h Hit, now int64) Result {
 
 func (m *model) accept(src netip.Addr) {
 	s := m.srcs[src]
-	s.hits, s.failures = nil, 0
+	s.hits, s.failures, s.fresh = nil, 0, 0
 }
 
+// reject counts a failure once per sequence sent: only when eight hits have
+// been stored since the last counted one (docs/PROTOCOL.md §5).
 func (m *model) reject(src netip.Addr, now int64) bool {
 	s := m.srcs[src]
+	m.rejected++
+	if s.fresh < 8 {
+		return false
+	}
+	s.fresh = 0
 	s.failures++
+	m.failures++
 	if s.failures < m.cfg.LockoutFailures {
 		return false
 	}
 	*s = modelSrc{locked: true, lockedUntil: now + m.L}
+	m.lockouts++
 	return true
 }
 
@@ -177,6 +190,9 @@ func TestAgainstModel(t *testing.T) {
 								t.Fatalf("op %d: locked until %v, want %dms", op, until.Sub(t0), now+m.L)
 							}
 						}
+					}
+					if s := f.a.Stats(); s.Rejected != m.rejected || s.Failures != m.failures || s.Lockouts != m.lockouts {
+						t.Fatalf("op %d: rejected %d failures %d lockouts %d, model %d %d %d", op, s.Rejected, s.Failures, s.Lockouts, m.rejected, m.failures, m.lockouts)
 					}
 					if f.clk.Now().Sub(t0).Milliseconds() != now {
 						continue // the timer is behind; counts may lag
