@@ -149,7 +149,30 @@ func (n *Net) AddClient(t testing.TB) *Peer {
 			t.Fatalf("netnstest: %v", err)
 		}
 	}
+	// "ip link set up" returns before the veth pair has carrier; a packet
+	// sent before then is dropped, and a test's first SYN would wait for
+	// TCP's one-second retransmission. Wait until both ends are up.
+	for _, end := range [][2]string{{n.Server, p.ServerIf}, {ns, p.Link}} {
+		if err := waitOperUp(end[0], end[1], 5*time.Second); err != nil {
+			t.Fatalf("netnstest: %v", err)
+		}
+	}
 	return p
+}
+
+// waitOperUp polls the operational state of dev inside ns until it is UP.
+func waitOperUp(ns, dev string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		out, err := exec.Command("ip", "-n", ns, "-o", "link", "show", "dev", dev).CombinedOutput()
+		if err == nil && strings.Contains(string(out), " state UP ") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s in %s not up after %v: %s", dev, ns, limit, strings.TrimSpace(string(out)))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Exec runs argv inside namespace ns and returns its combined output.
