@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/knockdaemon/knock/state"
 )
 
 // MaxOneTimeSize bounds a one-time sequences file.
@@ -220,53 +222,12 @@ func scan(lines []string) ([]Step, int, int) {
 	return cur, at, count
 }
 
-// writeAtomic replaces path with data: temporary file in the same
-// directory with path's mode (and owner, where the platform has one),
-// fsync, rename, fsync of the directory.
-func writeAtomic(path string, data []byte) (err error) {
+// writeAtomic replaces path with data through state.WriteFileAtomic,
+// keeping path's mode and (where the platform has one) its owner.
+func writeAtomic(path string, data []byte) error {
 	st, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(st.Mode().Perm()); err != nil {
-		return err
-	}
-	if err = chownLike(f, st); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// The rename is durable only once the directory is synced; until
-	// then the caller must not act on it (fail closed).
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
+	return state.WriteFileAtomic(path, data, st.Mode().Perm(), func(f *os.File) error { return chownLike(f, st) })
 }

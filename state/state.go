@@ -79,25 +79,43 @@ func Save(path string, v any) error {
 
 func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
 
-func writeFile(path string, data []byte) (err error) {
+func writeFile(path string, data []byte) error {
+	if err := WriteFileAtomic(path, data, 0o600, nil); err != nil {
+		return fmt.Errorf("state: save %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteFileAtomic replaces path with data so that a crash at any moment
+// leaves either the old or the new content, never a mix: a temporary file
+// in the same directory is given mode perm (exactly, whatever the umask),
+// passed to prepare when that is not nil (to copy an owner, say), written,
+// fsynced, renamed over path, and the directory is fsynced so the rename
+// itself is durable. On an error before the rename the temporary file is
+// removed and path is untouched; an error syncing the directory means the
+// new content is in place but may not survive a crash, so callers that act
+// on the write (a one-time sequence spent, a grant recorded) must treat it
+// as a failure.
+func WriteFileAtomic(path string, data []byte, perm fs.FileMode, prepare func(*os.File) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
 	if err != nil {
-		return fmt.Errorf("state: save %s: %w", path, err)
+		return err
 	}
 	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			f.Close()
 			os.Remove(tmp)
-			err = fmt.Errorf("state: save %s: %w", path, err)
 		}
 	}()
-	// CreateTemp already uses 0600 less the umask; make it exact so a
-	// permissive umask cannot matter and a restrictive one cannot lock
-	// the daemon out of its own file.
-	if err = f.Chmod(0o600); err != nil {
+	if err = f.Chmod(perm); err != nil {
 		return err
+	}
+	if prepare != nil {
+		if err = prepare(f); err != nil {
+			return err
+		}
 	}
 	if _, err = f.Write(data); err != nil {
 		return err
@@ -111,16 +129,13 @@ func writeFile(path string, data []byte) (err error) {
 	if err = os.Rename(tmp, path); err != nil {
 		return err
 	}
-	// The rename is durable only once the directory is synced. The new
-	// content is in place either way, so a failure here is reported but
-	// the temp file is gone (renamed), and removing it is a no-op.
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	if err = d.Sync(); err != nil {
-		return fmt.Errorf("sync directory: %w", err)
+		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
 }
