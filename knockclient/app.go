@@ -7,11 +7,12 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/knockdaemon/knock/internal/buildinfo"
 )
 
 // Exit codes, documented in --help.
@@ -117,32 +118,6 @@ func run(ctx context.Context, args []string, e env) int {
 	return ce.code
 }
 
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "+dirty"
-			}
-		}
-	}
-	if rev != "" {
-		v += " " + rev[:min(len(rev), 12)] + dirty
-	}
-	return v + " " + bi.GoVersion
-}
-
 func newApp(e env, then []string) *cli.App {
 	app := &cli.App{
 		Name:  "knockclient",
@@ -159,7 +134,7 @@ Examples:
    knockclient sequence --port 22 --at 1767225600 --key-file work.key
 
 ` + exitCodesHelp,
-		Version:         version(),
+		Version:         buildinfo.Version(),
 		Writer:          e.stdout,
 		ErrWriter:       e.stderr,
 		HideHelpCommand: true,

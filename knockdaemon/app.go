@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +23,7 @@ import (
 	"github.com/knockdaemon/knock/config"
 	"github.com/knockdaemon/knock/daemon"
 	"github.com/knockdaemon/knock/grant"
+	"github.com/knockdaemon/knock/internal/buildinfo"
 	"github.com/knockdaemon/knock/internal/parsecmd"
 	"github.com/knockdaemon/knock/knockdimport"
 	"github.com/knockdaemon/knock/rules"
@@ -121,32 +121,6 @@ func isUsage(err error) bool {
 	return false
 }
 
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = "+dirty"
-			}
-		}
-	}
-	if rev != "" {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		v += " (" + rev + modified + ")"
-	}
-	return v + " " + bi.GoVersion
-}
-
 var (
 	flagDryRun = &cli.BoolFlag{Name: "dry-run", Usage: "decide everything but change no firewall: print the commands that would run"}
 	flagSource = &cli.StringFlag{Name: "source", Usage: "log source, overriding [source] type: auto, kmsg, file, journald or stdin"}
@@ -154,14 +128,14 @@ var (
 )
 
 func (e *env) app() *cli.App {
-	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "knockdaemon %s\n", version()) }
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "knockdaemon %s\n", buildinfo.Version()) }
 	return &cli.App{
 		Name:  "knockdaemon",
 		Usage: "open the firewall for encrypted port-knock sequences read from the firewall's log",
 		Description: "knockdaemon follows the firewall's LOG output, assembles knock sequences per\n" +
 			"source, decrypts them (docs/PROTOCOL.md) and opens what each user's policy allows,\n" +
 			"closing it again on time. Without a command it runs the daemon.",
-		Version:               version(),
+		Version:               buildinfo.Version(),
 		Reader:                e.stdin,
 		Writer:                e.stdout,
 		ErrWriter:             e.stderr,
