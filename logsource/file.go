@@ -352,6 +352,16 @@ func (t *tracked) checkHead(size int64) bool {
 	return true
 }
 
+// noteHead remembers the first bytes of a file about to be read from 0,
+// at once: a truncation before anything was read from it is then seen
+// (the writer may already be filling it, and rotate it again, before the
+// tail hands over a line).
+func (t *tracked) noteHead() {
+	if size, err := t.size(); err == nil {
+		t.checkHead(size)
+	}
+}
+
 // atLineStart reports whether off is 0 or just past a newline in f.
 func atLineStart(f *os.File, off int64) bool {
 	if off == 0 {
@@ -734,6 +744,7 @@ func (s *File) truncated(ctx context.Context, t *tracked, emit func(Line), why s
 			}
 			c.close()
 			t.seek(0)
+			t.noteHead()
 			return
 		}
 	}
@@ -741,6 +752,7 @@ func (s *File) truncated(ctx context.Context, t *tracked, emit func(Line), why s
 		s.c.dropped.Add(1) // an incomplete line was waiting for its end
 	}
 	t.seek(0)
+	t.noteHead()
 }
 
 // lookPath opens a file that took the log's path since the last look
@@ -780,6 +792,7 @@ func (s *File) lookPath() {
 		return
 	}
 	t.seek(0)
+	t.noteHead()
 	s.newestDev, s.newestIno, s.haveNewest = t.dev, t.ino, true
 	s.incoming = append(s.incoming, t)
 }

@@ -151,6 +151,10 @@ func (s *File) look(t *tracked) drainResult {
 // context ended.
 const stopGrace = 500 * time.Millisecond
 
+// lookEvery is how often pump looks at the path (a stat) while it takes
+// lines.
+const lookEvery = time.Millisecond
+
 // maxBatch bounds the lines taken under one fingerprint check.
 const maxBatch = 4096
 
@@ -173,7 +177,10 @@ func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Lin
 		if !s.startTail(t) {
 			return drainError
 		}
-		if time.Since(s.lastNotice) >= s.poll {
+		if time.Since(s.lastNotice) >= lookEvery {
+			// While lines flow, the goroutine taking them looks at the
+			// path too: the watchPath goroutine may not get a CPU while
+			// a writer fills a file that holds the path for milliseconds.
 			s.notice()
 		}
 		l := t.held
