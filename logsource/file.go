@@ -92,12 +92,14 @@ type FileOptions struct {
 // the tail that no longer wakes up. Tail's other messages go to
 // tail.DiscardingLogger.
 //
-// Cost: tail allocates three times and seeks twice per line, about 0.4 M
-// lines/s here against 70 M/s for a bufio.Scanner (BenchmarkSources):
+// Cost: tail allocates three times and seeks twice per line, about 0.5 M
+// lines/s here, 0.0065 of a bufio.Scanner over the same file, where the
+// source's own reader it replaced did 57 M/s, 0.75 (BenchmarkSources):
 // far above any kern.log rate; floods are for the stdin Reader, which
 // does not allocate per line. Memory: tail holds a line in full until its
-// newline, whatever its length; longer than MaxLine it is then skipped
-// and counted.
+// newline; a line that grows past MaxLine + 64 KiB without one is cut by
+// the supervisor, a shorter overlong line is skipped once tail hands it
+// over. Idle, each running tail stats its file every TailPollInterval.
 //
 // The rules:
 //
