@@ -250,3 +250,40 @@ func TestBruteForceAndFlood(t *testing.T) {
 		t.Errorf("peak memory %d KiB over 200 MiB under a flood of %d sources", hwm, sources)
 	}
 }
+
+// TestLockoutEngagesAndEnds: random knocks from an address (a guesser, or
+// a forger spoofing a user's address) lock it out; while locked out, even
+// the key holder's valid knock from that address is ignored (the known
+// price of the lockout, docs/SECURITY.md); once the lockout ends the valid
+// knock opens.
+func TestLockoutEngagesAndEnds(t *testing.T) {
+	e := newEnv(t)
+	conf := e.config(cfg{knock: "lockout_failures = 3\nlockout = \"3s\"\n", user: "ports = [\"22-23\"]\nmax_minutes = 60\n"})
+	p := e.start(conf, nil)
+	v := addr("198.18.40.1")
+	mark := p.mark()
+	locked := false
+	for i := 0; i < 200 && !locked; i++ {
+		e.sport++
+		p.feed(e.hitLine(v, e.sport, uint16(745+(i*97)%256)))
+		if i%8 == 7 {
+			_, locked = p.wait(mark, 200*time.Millisecond, map[string]string{"event": "lockout", "src": v.String()})
+		}
+	}
+	if !locked {
+		t.Fatalf("200 random knocks from %v did not lock it out", v)
+	}
+	lockedAt := time.Now()
+	p.feed(e.seqLines(v, cipher.Request{Port: 22, Time: 1})...)
+	time.Sleep(500 * time.Millisecond)
+	if n := p.count(map[string]string{"event": "accepted"}); n != 0 {
+		t.Fatalf("a knock from %v was accepted while it was locked out", v)
+	}
+	time.Sleep(time.Until(lockedAt.Add(3500 * time.Millisecond)))
+	mark = p.mark()
+	p.feed(e.seqLines(v, cipher.Request{Port: 23, Time: 1})...)
+	p.mustWait(mark, 10*time.Second, map[string]string{"event": "opened", "addr": v.String()})
+	if e.fwCount("open") != 1 {
+		t.Errorf("firewall record %q, want one opening after the lockout", e.fwLog())
+	}
+}
