@@ -16,11 +16,9 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
+
+	"github.com/knockdaemon/knock/internal/testbin"
 )
 
 // bins are the programs under test, built once per run into a directory
@@ -49,37 +47,15 @@ func TestMain(m *testing.M) {
 }
 
 func buildAll(dir string) error {
-	if err := os.Chmod(dir, 0o755); err != nil {
+	const daemon, client, listener = "github.com/knockdaemon/knock/knockdaemon",
+		"github.com/knockdaemon/knock/knockclient", "github.com/knockdaemon/knock/e2e/listener"
+	// With -race, the programs are race-built too: a data race in the
+	// daemon during the suite is a failure (see daemonProc.checkExit).
+	paths, err := testbin.Build(dir, raceEnabled, daemon, client, listener)
+	if err != nil {
 		return err
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	for _, b := range []struct {
-		dst *string
-		pkg string
-	}{
-		{&bins.daemon, "github.com/knockdaemon/knock/knockdaemon"},
-		{&bins.client, "github.com/knockdaemon/knock/knockclient"},
-		{&bins.listener, "github.com/knockdaemon/knock/e2e/listener"},
-	} {
-		out := filepath.Join(dir, filepath.Base(b.pkg))
-		args := []string{"build", "-o", out}
-		if raceEnabled {
-			// A data race in the daemon during the suite is a failure
-			// (see daemonProc.checkExit).
-			args = append(args, "-race")
-		}
-		cmd := exec.Command(goBin, append(args, b.pkg)...)
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, strings.TrimSpace(string(msg)))
-		}
-		if err := os.Chmod(out, 0o755); err != nil {
-			return err
-		}
-		*b.dst = out
-	}
+	bins.daemon, bins.client, bins.listener = paths[daemon], paths[client], paths[listener]
 	return nil
 }
 

@@ -18,11 +18,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
+
+	"github.com/knockdaemon/knock/internal/testbin"
 )
 
 // bins are the programs under test.
@@ -54,29 +52,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// build makes the programs without the race detector: the brute-force and
+// flood tests push millions of lines through them.
 func build(dir string) error {
-	if err := os.Chmod(dir, 0o755); err != nil {
+	const daemon, client, flood = "github.com/knockdaemon/knock/knockdaemon",
+		"github.com/knockdaemon/knock/knockclient", "github.com/knockdaemon/knock/hardening/floodgen"
+	paths, err := testbin.Build(dir, false, daemon, client, flood)
+	if err != nil {
 		return err
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	for _, b := range []struct {
-		dst *string
-		pkg string
-	}{
-		{&bins.daemon, "github.com/knockdaemon/knock/knockdaemon"},
-		{&bins.client, "github.com/knockdaemon/knock/knockclient"},
-		{&bins.flood, "github.com/knockdaemon/knock/hardening/floodgen"},
-	} {
-		out := filepath.Join(dir, filepath.Base(b.pkg))
-		cmd := exec.Command(goBin, "build", "-o", out, b.pkg)
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, strings.TrimSpace(string(msg)))
-		}
-		*b.dst = out
-	}
+	bins.daemon, bins.client, bins.flood = paths[daemon], paths[client], paths[flood]
 	return nil
 }
 
