@@ -62,10 +62,29 @@ func TestConfigErrorOneLinePerProblem(t *testing.T) {
 	}
 }
 
+// TestDoorsOnlyConfig is the fuzzer's finding
+// testdata/fuzz/FuzzConfigStrict/3e3b08b76edbe5e8: a config with a door and
+// no [[user]] is valid (the check above had not learnt doors yet), while a
+// config with neither is refused.
+func TestDoorsOnlyConfig(t *testing.T) {
+	c, err := config.Parse("d.toml", []byte("[[door]]\nname = \"ssh\"\nsequence = \"7000,8000,9000\"\nopen = { ports = [\"22\"] }\ncmd_timeout = \"30s\"\n"))
+	if err != nil {
+		t.Fatalf("doors-only config refused: %v", err)
+	}
+	if len(c.Users) != 0 || len(c.Doors) != 1 {
+		t.Fatalf("users %d, doors %d; want 0 and 1", len(c.Users), len(c.Doors))
+	}
+	if _, err := config.Parse("e.toml", []byte("[knock]\nbase = 745\n")); err == nil || !strings.Contains(err.Error(), "no [[user]]") {
+		t.Fatalf("config with neither users nor doors: err = %v", err)
+	}
+}
+
 func checkConfig(t *testing.T, c *config.Config) {
 	t.Helper()
-	if len(c.Users) == 0 {
-		t.Fatal("accepted a config without users")
+	// A config may hold only knockd-style doors (a knockd user migrating
+	// with import-knockd), but never nothing at all.
+	if len(c.Users) == 0 && len(c.Doors) == 0 {
+		t.Fatal("accepted a config without users or doors")
 	}
 	if !slices.Contains(rules.Types, c.Backend.Type) {
 		t.Fatalf("accepted backend type %q", c.Backend.Type)
