@@ -14,8 +14,6 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/knockdaemon/knock/internal/testbin"
@@ -24,39 +22,21 @@ import (
 // bins are the programs under test, built once per run into a directory
 // that the user nobody can read, so the client can run unprivileged.
 var bins struct {
-	dir      string
 	daemon   string
 	client   string
 	listener string
 	err      error // why they could not be built
 }
 
+// TestMain builds the programs once. With -race they are race-built too: a
+// data race in the daemon during the suite is a failure (see
+// daemonProc.checkExit).
 func TestMain(m *testing.M) {
-	code := func() int {
-		dir, err := os.MkdirTemp("", "knock-e2e-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "e2e:", err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		bins.dir = dir
-		bins.err = buildAll(dir)
-		return m.Run()
-	}()
-	os.Exit(code)
-}
-
-func buildAll(dir string) error {
 	const daemon, client, listener = "github.com/knockdaemon/knock/knockdaemon",
 		"github.com/knockdaemon/knock/knockclient", "github.com/knockdaemon/knock/e2e/listener"
-	// With -race, the programs are race-built too: a data race in the
-	// daemon during the suite is a failure (see daemonProc.checkExit).
-	paths, err := testbin.Build(dir, raceEnabled, daemon, client, listener)
-	if err != nil {
-		return err
-	}
-	bins.daemon, bins.client, bins.listener = paths[daemon], paths[client], paths[listener]
-	return nil
+	testbin.Main(m, "e2e", raceEnabled, func(paths map[string]string, err error) {
+		bins.daemon, bins.client, bins.listener, bins.err = paths[daemon], paths[client], paths[listener], err
+	}, daemon, client, listener)
 }
 
 // needBinaries fails the test when the programs could not be built.

@@ -15,9 +15,6 @@
 package hardening
 
 import (
-	"flag"
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/knockdaemon/knock/internal/testbin"
@@ -25,44 +22,20 @@ import (
 
 // bins are the programs under test.
 var bins struct {
-	dir    string
 	daemon string
 	client string
 	flood  string // hardening/floodgen
 	err    error
 }
 
+// TestMain builds the programs once, without the race detector: the
+// brute-force and flood tests push millions of lines through them.
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
-		// go test -list (the Makefile's fuzz discovery) needs no binaries.
-		os.Exit(m.Run())
-	}
-	code := func() int {
-		dir, err := os.MkdirTemp("", "knock-hardening-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "hardening:", err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		bins.dir = dir
-		bins.err = build(dir)
-		return m.Run()
-	}()
-	os.Exit(code)
-}
-
-// build makes the programs without the race detector: the brute-force and
-// flood tests push millions of lines through them.
-func build(dir string) error {
 	const daemon, client, flood = "github.com/knockdaemon/knock/knockdaemon",
 		"github.com/knockdaemon/knock/knockclient", "github.com/knockdaemon/knock/hardening/floodgen"
-	paths, err := testbin.Build(dir, false, daemon, client, flood)
-	if err != nil {
-		return err
-	}
-	bins.daemon, bins.client, bins.flood = paths[daemon], paths[client], paths[flood]
-	return nil
+	testbin.Main(m, "hardening", false, func(paths map[string]string, err error) {
+		bins.daemon, bins.client, bins.flood, bins.err = paths[daemon], paths[client], paths[flood], err
+	}, daemon, client, flood)
 }
 
 func needBinaries(t testing.TB) {

@@ -5,12 +5,14 @@
 package testbin
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"testing"
 )
 
 // Build runs `go build` for each package into dir (made world-readable),
@@ -42,4 +44,24 @@ func Build(dir string, race bool, pkgs ...string) (map[string]string, error) {
 		paths[pkg] = out
 	}
 	return paths, nil
+}
+
+// Main is a suite's TestMain: it builds pkgs into a fresh temporary
+// directory, hands the paths (or the build error, which the suite's tests
+// then report) to use, runs the tests, removes the directory and exits.
+// Under `go test -list` (the Makefile's fuzz discovery) nothing is built.
+func Main(m *testing.M, suite string, race bool, use func(paths map[string]string, err error), pkgs ...string) {
+	flag.Parse()
+	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "knock-"+suite+"-bin-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", suite, err)
+		os.Exit(1)
+	}
+	use(Build(dir, race, pkgs...))
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
