@@ -6,27 +6,18 @@ import (
 	"strconv"
 	"strings"
 
+	assembler "github.com/knockdaemon/knock/knock"
 	"github.com/knockdaemon/knock/logparse"
 )
 
-// Proto is the transport protocol of one knock.
-type Proto uint8
+// Proto is the transport protocol of one knock, the same type the
+// encrypted knocks' assembler uses.
+type Proto = assembler.Proto
 
 const (
-	TCP Proto = 1
-	UDP Proto = 2
+	TCP = assembler.TCP
+	UDP = assembler.UDP
 )
-
-// String returns "tcp" or "udp".
-func (p Proto) String() string {
-	switch p {
-	case TCP:
-		return "tcp"
-	case UDP:
-		return "udp"
-	}
-	return "proto(" + strconv.Itoa(int(p)) + ")"
-}
 
 // Step is one knock of a sequence: a packet to Port over Proto.
 type Step struct {
