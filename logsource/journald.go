@@ -198,16 +198,7 @@ func (j *Journald) read(r *os.File, lb *lineBuf, emit func(Line)) error {
 		n, err := r.Read(lb.space())
 		if n > 0 {
 			lb.commit(n)
-			now := j.now()
-			var lines uint64
-			for {
-				text, _, ok := lb.next()
-				if !ok {
-					break
-				}
-				emit(Line{Text: text, Received: now})
-				lines++
-			}
+			lines := lb.emitAll(j.now(), emit)
 			j.c.lines.Add(lines)
 			j.c.overlong.Add(lb.overlong - seen)
 			seen = lb.overlong

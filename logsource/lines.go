@@ -1,6 +1,9 @@
 package logsource
 
-import "bytes"
+import (
+	"bytes"
+	"time"
+)
 
 // minRead is the least free space a read is given; the buffer grows
 // (up to the maximum line plus this) only while a long partial line waits
@@ -78,6 +81,20 @@ func (b *lineBuf) space() []byte {
 
 // commit records that n bytes were read into space().
 func (b *lineBuf) commit(n int) { b.w += n }
+
+// emitAll delivers every complete line in b to emit, all stamped now (they
+// arrived in one read), and returns how many it delivered.
+func (b *lineBuf) emitAll(now time.Time, emit func(Line)) uint64 {
+	var n uint64
+	for {
+		text, _, ok := b.next()
+		if !ok {
+			return n
+		}
+		emit(Line{Text: text, Received: now})
+		n++
+	}
+}
 
 // next returns the next complete line (without its newline) and the stream
 // offset just past its newline. The line is valid until the next call to

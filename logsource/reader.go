@@ -62,16 +62,7 @@ func (s *Reader) Run(ctx context.Context, emit func(Line)) error {
 		n, err := s.r.Read(b.space())
 		if n > 0 {
 			b.commit(n)
-			now := s.now()
-			var lines uint64
-			for {
-				text, _, ok := b.next()
-				if !ok {
-					break
-				}
-				emit(Line{Text: text, Received: now})
-				lines++
-			}
+			lines := b.emitAll(s.now(), emit)
 			s.c.lines.Add(lines)
 			s.c.overlong.Store(b.overlong)
 		}
