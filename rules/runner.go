@@ -184,16 +184,26 @@ func cEnviron(in []string) []string {
 	return append(out, "LC_ALL=C")
 }
 
-// Run runs argv and returns its standard output. A command that fails
-// returns a *CmdError.
-func (r *ExecRunner) Run(ctx context.Context, argv []string) ([]byte, error) {
+// resolve copies argv (callers may reuse theirs) and finds its binary,
+// returning a *CmdError when argv is empty or the binary is missing.
+func (r *ExecRunner) resolve(argv []string) ([]string, string, error) {
 	if len(argv) == 0 {
-		return nil, &CmdError{ExitCode: -1, Err: errors.New("empty argument vector")}
+		return nil, "", &CmdError{ExitCode: -1, Err: errors.New("empty argument vector")}
 	}
 	argv = append([]string(nil), argv...)
 	path, err := r.LookPath(argv[0])
 	if err != nil {
-		return nil, &CmdError{Argv: argv, ExitCode: -1, Err: err}
+		return nil, "", &CmdError{Argv: argv, ExitCode: -1, Err: err}
+	}
+	return argv, path, nil
+}
+
+// Run runs argv and returns its standard output. A command that fails
+// returns a *CmdError.
+func (r *ExecRunner) Run(ctx context.Context, argv []string) ([]byte, error) {
+	argv, path, err := r.resolve(argv)
+	if err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, &CmdError{Argv: argv, ExitCode: -1, Err: err}

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -54,13 +53,9 @@ const streamStopGrace = 2 * time.Second
 // does. The child ends when its standard input is closed (Close), when it
 // is killed, or when the daemon dies (its end of the pipe closes).
 func (r *ExecRunner) StartStream(argv []string, mergeStderr bool) (Stream, error) {
-	if len(argv) == 0 {
-		return nil, &CmdError{ExitCode: -1, Err: errors.New("empty argument vector")}
-	}
-	argv = append([]string(nil), argv...)
-	path, err := r.LookPath(argv[0])
+	argv, path, err := r.resolve(argv)
 	if err != nil {
-		return nil, &CmdError{Argv: argv, ExitCode: -1, Err: err}
+		return nil, err
 	}
 	cmd := exec.Command(path, argv[1:]...)
 	cmd.Args[0] = argv[0]
