@@ -12,8 +12,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nxadm/tail"
 )
 
 // DefaultPollInterval is how often a File source checks its path (inode,
@@ -43,23 +46,60 @@ type FileOptions struct {
 // the file vanishing for a while. Every line is delivered exactly once, in
 // order, complete, with its exact Position.
 //
-// Why not github.com/nxadm/tail: v1.4.11 allocates a string and a *Line
-// per line and calls lseek twice per line (Tell), about 0.5 M lines/s on
-// the target machine against 25 M/s for a plain bufio.Scanner; it reopens a
-// moved or deleted file without reading what was left in the old one,
-// resets a pending partial line on reopen, detects truncation only when a
-// stat happens to see the file smaller, and its watchers call os.Exit on
-// an unexpected stat error or when inotify_init fails (too many
-// instances). So the reading, the positions and the supervision are this
-// type's own; change notification is a small inotify watch of the
-// directory (watch_linux.go) backed by the stat timer.
+// Reading is done by github.com/nxadm/tail (v1.4.11), the project's
+// library for following log files, under a supervisor that covers its
+// known gaps. The split:
 //
-// A tail-based File, tail reading every line under this type's supervisor
-// (commits dbde141..07c1882), was built and measured against this reader
-// on the same machine: 0.5 M against 57 M lines/s, and under CPU load its
-// live rotation tests lost a file generation in 2 of 14 runs where this
-// reader lost nothing in 14. A follower that can lose a knock's lines is
-// not acceptable here, so it was reverted.
+//   - tail reads: one tail per file, started on the source's own open
+//     descriptor of that file (/proc/self/fd/N, so it follows that inode
+//     whatever happens to the name) at the offset the supervisor chose,
+//     with Follow, CompleteLines, Poll and without ReOpen. It splits the
+//     lines and waits for more (a stat every TailPollInterval). Each
+//     tail.Line's SeekInfo.Offset is the offset just past its newline;
+//     Position.Offset is exactly that, the line starts len(Text)+1 before.
+//   - the supervisor (this type) decides everything about the path and
+//     the file's content, with its own stat and pread checks on every
+//     change notice (an inotify watch of the directory, watch_linux.go)
+//     and every PollInterval: which inode the path holds (looked at by a
+//     goroutine of its own, so that a busy emit cannot make it miss a file;
+//     a new one is opened at once and queued, so a rotated file is never
+//     lost to a later rotation), whether the file shrank, whether the 64 bytes
+//     before the last delivered line's end and the file's first bytes are
+//     still the ones read (a truncated and regrown file; tail only sees a
+//     file smaller than at its last stat), and how far tail has to get (the
+//     end of the last complete line in the file). Every batch of lines tail
+//     hands over must start exactly at the last delivered offset and is
+//     checked against the fingerprint before any of it is delivered. On
+//     rotation, truncation, a tail that ended, stalled below the file's end
+//     or skipped, the tail is stopped and a new one started at the last
+//     delivered offset (or 0): no line is lost, repeated or split. Because
+//     the tail reads through the descriptor, a rotated file is followed to
+//     its real end (lines its writer appends after the rename included);
+//     tail's own ReOpen would have skipped them.
+//   - what the supervisor reads itself: the rest of a copytruncate copy
+//     (a sibling file tail never followed), from the last delivered offset.
+//
+// nxadm/tail and os.Exit: util.Fatal (log, then os.Exit(1)) is called in
+// four places. TailFile with ReOpen and no Follow: never, Follow is set.
+// The inotify watcher's stat error and the shared inotify tracker's
+// fsnotify.NewWatcher failure (too many inotify instances): never, Poll is
+// set, so no inotify code of tail runs. The polling watcher's stat error
+// other than "not found": its stat is of /proc/self/fd/N, which cannot
+// fail while the source holds the descriptor (it closes it only after the
+// tail stopped); should it fail anyway, util.LOGGER is replaced (see
+// file_tail.go) by a writer that ends that watcher goroutine with
+// runtime.Goexit before os.Exit is reached, and the supervisor restarts
+// the tail that no longer wakes up. Tail's other messages go to
+// tail.DiscardingLogger.
+//
+// Cost: tail allocates three times and seeks twice per line, about 0.5 M
+// lines/s here, 0.0065 of a bufio.Scanner over the same file, where the
+// source's own reader it replaced did 57 M/s, 0.75 (BenchmarkSources):
+// far above any kern.log rate; floods are for the stdin Reader, which
+// does not allocate per line. Memory: tail holds a line in full until its
+// newline; a line that grows past MaxLine + 64 KiB without one is cut by
+// the supervisor, a shorter overlong line is skipped once tail hands it
+// over. Idle, each running tail stats its file every TailPollInterval.
 //
 // The rules:
 //
@@ -85,15 +125,21 @@ type FileOptions struct {
 //     log (rsyslog does until HUP). It is read before the new file on every
 //     wake-up and closed once the new file had data before such a read, so
 //     a single writer's lines arrive exactly once and in order.
-//   - Truncation (the file shrank, or the bytes before the read offset
-//     changed: a 64-byte fingerprint is checked after every read) restarts
-//     the file at offset 0. Before that, a copytruncate copy among the
-//     siblings (same bytes before the offset) is read from the offset, so
+//   - Truncation (the file shrank, or the bytes before the read offset or
+//     the file's first bytes changed: checked after every batch tail
+//     hands over, and on every look) restarts the file at offset 0. Before
+//     that, a copytruncate copy among the siblings (same bytes before the
+//     offset and at the start) is read from the offset, so
 //     lines written before the copy and not yet read are not lost. Lines
 //     written between logrotate's copy and its truncation are lost: that
-//     is copytruncate's own race.
+//     is copytruncate's own race. So is a second truncation before the
+//     source looked at the file again (it looks on every change notice).
 //   - An incomplete line abandoned by rotation or truncation is dropped and
 //     counted in Stats.Dropped, never delivered as a fragment.
+//   - When Run's context ends while lines are being taken, the lines up to
+//     the end the file had when it was last looked at are still delivered
+//     (within half a second), none after: a stop does not fall inside a
+//     burst the writer wrote at once.
 //
 // Run may be called once.
 type File struct {
@@ -106,11 +152,24 @@ type File struct {
 	c         counters
 	ran       atomic.Bool
 
-	cur, old *tracked // cur: the file at path; old: a rotated file being finished
-	later    []string // rotated files newer than old, oldest first (resume only)
-	missing  bool
-	lastErr  string
-	ready    readiness // closed once the file is positioned (or known absent) and watched
+	cur, old   *tracked   // cur: the file at path; old: a rotated file being finished
+	later      []string   // rotated files newer than old, oldest first (resume only)
+	queue      []*tracked // files that took the path after cur, oldest first
+	kick       chan struct{}
+	lastNotice time.Time
+
+	// lookPath's state, shared with the watchPath goroutine.
+	pathMu               sync.Mutex
+	newestDev, newestIno uint64 // the newest file opened from the path
+	haveNewest, missing  bool
+	incoming             []*tracked // opened by lookPath, not yet queued
+
+	errMu   sync.Mutex
+	lastErr string
+
+	rdy          readiness
+	scan         []byte        // lastLineEnd's buffer
+	check, stall time.Duration // pump: look at the file after check without a line; restart a tail stalled for stall
 }
 
 // NewFile returns a source following the log file at path.
@@ -124,6 +183,11 @@ func NewFile(path string, opts FileOptions) *File {
 		now:  nowFunc(opts.Now),
 		log:  opts.Logger,
 		poll: opts.PollInterval,
+
+		scan:  make([]byte, 64<<10),
+		kick:  make(chan struct{}, 1),
+		check: 4 * TailPollInterval,
+		stall: 2 * time.Second,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -142,23 +206,39 @@ func (s *File) Stats() Stats { return s.c.snapshot() }
 // Ready is closed once Run has positioned the source (the file opened at its
 // start offset, or known not to exist yet) and watches the path: a line
 // written after that is delivered. It stays open when Run fails.
-func (s *File) Ready() <-chan struct{} { return s.ready.ch() }
+func (s *File) Ready() <-chan struct{} { return s.rdy.ch() }
 
 // fpSize is how many bytes before the read offset are remembered to
 // recognise the same file content (truncation, copies).
 const fpSize = 64
 
-// tracked is one open file and the reading state in it.
+// tracked is one open file: the source's own descriptor (stat, the
+// fingerprint check, the inode of every Position), the tail following
+// it, and where the next line starts.
 type tracked struct {
 	f        *os.File
 	name     string
 	dev, ino uint64
-	lb       *lineBuf
-	fp       [fpSize]byte // the bytes just before lb.offset()
+	off      int64        // just past the last line taken: where the next one starts
+	fp       [fpSize]byte // the bytes just before off
 	fpn      int
+	head     [fpSize]byte // the file's first bytes, as first seen after seek
+	headn    int
 	scratch  [fpSize]byte
+	recovery bool  // lines from here count as Recovered
+	skipLine bool  // the line at off is the rest of an overlong line
+	seen     int64 // the size when a drain last got to its end
+
+	tl       *tail.Tail
+	held     *tail.Line // received from tl, not taken yet
+	batch    []*tail.Line
+	text     []byte // the line handed to emit, reused
+	failures int    // tail restarts since the last line taken
+	retryAt  time.Time
+
+	// A copytruncate copy is read by the source itself (readSelf).
+	lb       *lineBuf
 	overSeen uint64
-	recovery bool // lines from here count as Recovered
 }
 
 func (s *File) open(name string) (*tracked, error) {
@@ -176,11 +256,13 @@ func (s *File) open(name string) (*tracked, error) {
 		return nil, fmt.Errorf("%s is not a regular file (use the stdin source for pipes)", name)
 	}
 	dev, ino := fileID(fi)
-	return &tracked{f: f, name: name, dev: dev, ino: ino, lb: newLineBuf(s.opts.MaxLine, 0)}, nil
+	return &tracked{f: f, name: name, dev: dev, ino: ino}, nil
 }
 
+// close stops the tail, then closes the descriptor it reads through.
 func (t *tracked) close() {
 	if t != nil && t.f != nil {
+		_ = t.stopTail()
 		t.f.Close()
 		t.f = nil
 	}
@@ -194,9 +276,14 @@ func (t *tracked) size() (int64, error) {
 	return fi.Size(), nil
 }
 
-// seek restarts reading at off and loads the fingerprint before it.
+// seek restarts reading at off (a running tail is stopped; the next
+// drain starts one there) and loads the fingerprint before it.
 func (t *tracked) seek(off int64) {
-	t.lb.reset(off)
+	_ = t.stopTail()
+	t.off = off
+	t.seen = off
+	t.skipLine = false
+	t.headn = 0
 	t.fpn = 0
 	n := int64(fpSize)
 	if off < n {
@@ -208,6 +295,19 @@ func (t *tracked) seek(off int64) {
 			t.fpn = k
 		}
 	}
+}
+
+// pushFPString is pushFP for a line handed over by the tail.
+func (t *tracked) pushFPString(p string) {
+	if len(p) >= fpSize {
+		copy(t.fp[:], p[len(p)-fpSize:])
+		t.fpn = fpSize
+		return
+	}
+	keep := min(fpSize-len(p), t.fpn)
+	copy(t.fp[:], t.fp[t.fpn-keep:t.fpn])
+	copy(t.fp[keep:], p)
+	t.fpn = keep + len(p)
 }
 
 // pushFP appends p, just read, to the fingerprint.
@@ -232,6 +332,36 @@ func fpMatches(f *os.File, off int64, fp, scratch []byte) bool {
 	b := scratch[:len(fp)]
 	n, _ := f.ReadAt(b, off-int64(len(fp)))
 	return n == len(fp) && bytes.Equal(b, fp)
+}
+
+// checkHead compares the file's first bytes with the ones seen before
+// (and remembers more of them, up to fpSize, as the file grows). A
+// mismatch means the file was rewritten, even where the fingerprint
+// before the offset cannot tell: at offset 0, before anything was
+// delivered from it.
+func (t *tracked) checkHead(size int64) bool {
+	n := max(int(min(int64(fpSize), size)), t.headn)
+	if n == 0 {
+		return true
+	}
+	b := t.scratch[:n]
+	k, _ := t.f.ReadAt(b, 0)
+	if k < t.headn || !bytes.Equal(b[:t.headn], t.head[:t.headn]) {
+		return false
+	}
+	copy(t.head[:], b[:k])
+	t.headn = k
+	return true
+}
+
+// noteHead remembers the first bytes of a file about to be read from 0,
+// at once: a truncation before anything was read from it is then seen
+// (the writer may already be filling it, and rotate it again, before the
+// tail hands over a line).
+func (t *tracked) noteHead() {
+	if size, err := t.size(); err == nil {
+		t.checkHead(size)
+	}
 }
 
 // atLineStart reports whether off is 0 or just past a newline in f.
@@ -287,28 +417,38 @@ func (s *File) Run(ctx context.Context, emit func(Line)) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("logsource: File.Run called twice")
 	}
+	var stopWatch func()
 	defer func() {
+		if stopWatch != nil {
+			stopWatch() // before the files are closed: it may be opening one
+		}
 		s.cur.close()
 		s.old.close()
+		for _, t := range s.queue {
+			t.close()
+		}
+		for _, t := range s.takeIncoming() {
+			t.close()
+		}
 	}()
 	if err := s.start(); err != nil {
 		return err
 	}
-	var wake <-chan struct{}
 	w, err := newWatcher(s.dir, s.base)
 	if err != nil {
 		s.log.Warn("no change notification, polling", "path", s.path, "interval", s.poll, "err", err)
-	} else {
-		wake = w.C
+		w = nil
 	}
-	defer func() {
-		if w != nil {
-			w.close()
-		}
+	s.rdy.set()
+	wctx, cancel := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		s.watchPath(wctx, w)
 	}()
+	stopWatch = func() { cancel(); <-watched }
 	tick := time.NewTicker(s.poll)
 	defer tick.Stop()
-	s.ready.set()
 	for {
 		again := s.step(ctx, emit)
 		if ctx.Err() != nil {
@@ -317,17 +457,63 @@ func (s *File) Run(ctx context.Context, emit func(Line)) error {
 		if again {
 			continue
 		}
+		// Lines the tail reads between two looks are taken at once.
+		var lines <-chan *tail.Line
+		t := s.old
+		if t == nil {
+			t = s.cur
+		}
+		if t != nil && t.tl != nil && t.held == nil {
+			lines = t.tl.Lines
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case l, ok := <-lines:
+			if ok {
+				t.held = l
+			} else {
+				s.tailFailed(t, "tail ended", t.tl.Err())
+			}
+		case <-s.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+// watchPath runs beside Run: on every change notice and every poll
+// interval it looks at the path (lookPath), so a file that holds the path
+// only briefly is opened even while Run is busy in emit, and it wakes
+// Run. It owns w.
+func (s *File) watchPath(ctx context.Context, w *watcher) {
+	defer func() {
+		if w != nil {
+			w.close()
+		}
+	}()
+	var wake <-chan struct{}
+	if w != nil {
+		wake = w.C
+	}
+	tick := time.NewTicker(s.poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
 		case <-wake:
 		case <-tick.C:
 			if w != nil {
 				w.refresh()
-			} else if w, err = newWatcher(s.dir, s.base); err == nil {
+			} else if nw, err := newWatcher(s.dir, s.base); err == nil {
 				// The directory appeared, or inotify is available again.
-				wake = w.C
+				w, wake = nw, nw.C
 			}
+		}
+		s.lookPath()
+		select {
+		case s.kick <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -354,17 +540,18 @@ func (s *File) start() error {
 				t.close()
 				return fmt.Errorf("logsource: %w", err)
 			}
-			start, skip, err := lastLineStart(t.f, size, t.lb.max)
+			start, skip, err := lastLineStart(t.f, size, maxLine(s.opts.MaxLine))
 			if err != nil {
 				t.close()
 				return fmt.Errorf("logsource: read %s: %w", s.path, err)
 			}
 			t.seek(start)
 			if skip {
-				t.lb.skipping = true
-				t.lb.overlong++
+				t.skipLine = true
+				s.c.overlong.Add(1)
 			}
 			s.cur = t
+			s.setNewest(t)
 		}
 		return nil
 	}
@@ -383,6 +570,7 @@ func (s *File) start() error {
 			t.seek(0)
 		}
 		s.cur = t
+		s.setNewest(t)
 		return nil
 	}
 	// The path holds another file: the one we read was rotated while the
@@ -418,6 +606,7 @@ func (s *File) start() error {
 		s.c.rotations.Add(1)
 		t.seek(0)
 		s.cur = t
+		s.setNewest(t)
 	}
 	return nil
 }
@@ -428,11 +617,52 @@ const (
 	drainEOF       drainResult = iota
 	drainStopped               // ctx ended
 	drainRewritten             // the bytes before the offset changed
+	drainShrunk                // the file is smaller than the offset
+	drainResync                // the tail handed over a line past the offset
 	drainError
 )
 
-// drain reads t to its current end, delivering complete lines.
+// drain delivers, through t's tail, every complete line t's file holds
+// now; a tail not running yet is started at t.off.
 func (s *File) drain(ctx context.Context, t *tracked, emit func(Line)) drainResult {
+	if ctx.Err() != nil {
+		return drainStopped
+	}
+	size, err := t.size()
+	if err != nil {
+		s.transient("stat", t.name, err)
+		return drainError
+	}
+	if size < t.off {
+		return drainShrunk
+	}
+	if !fpMatches(t.f, t.off, t.fp[:t.fpn], t.scratch[:]) || !t.checkHead(size) {
+		return drainRewritten
+	}
+	if size-t.off > int64(maxLine(s.opts.MaxLine))+overlongSlack {
+		if err := s.cutOverlong(t, size); err != nil {
+			s.transient("read", t.name, err)
+			return drainError
+		}
+	}
+	if !s.startTail(t) {
+		return drainError
+	}
+	target, err := lastLineEnd(t.f, t.off, size, s.scan)
+	if err != nil {
+		s.transient("read", t.name, err)
+		return drainError
+	}
+	res := s.pump(ctx, t, target, emit)
+	if res == drainEOF {
+		t.seen = size // past t.off now only an incomplete line
+	}
+	return res
+}
+
+// readSelf reads t to its current end with the source's own reader (a
+// copytruncate copy, read once), delivering complete lines.
+func (s *File) readSelf(ctx context.Context, t *tracked, emit func(Line)) drainResult {
 	for {
 		if ctx.Err() != nil {
 			return drainStopped
@@ -485,20 +715,12 @@ func (s *File) emitLines(t *tracked, emit func(Line)) {
 func (s *File) follow(ctx context.Context, t *tracked, emit func(Line)) {
 	for range 4 { // a truncation restarts the read at most a few times per wake-up
 		switch s.drain(ctx, t, emit) {
-		case drainStopped, drainError:
-			return
 		case drainRewritten:
 			s.truncated(ctx, t, emit, "content before the read offset changed")
-		case drainEOF:
-			size, err := t.size()
-			if err != nil {
-				s.transient("stat", t.name, err)
-				return
-			}
-			if size >= t.lb.offset() {
-				return
-			}
+		case drainShrunk:
 			s.truncated(ctx, t, emit, "file shrank")
+		default:
+			return
 		}
 	}
 }
@@ -507,28 +729,42 @@ func (s *File) follow(ctx context.Context, t *tracked, emit func(Line)) {
 // it when one is found.
 func (s *File) truncated(ctx context.Context, t *tracked, emit func(Line), why string) {
 	s.c.truncations.Add(1)
-	off := t.lb.offset()
+	off := t.off
 	s.log.Warn("log file truncated, reading it again from the start", "path", s.path, "offset", off, "reason", why)
-	if t.fpn > 0 {
+	_ = t.stopTail()
+	if t.fpn > 0 || t.headn > 0 {
 		if c := s.findCopy(t); c != nil {
 			s.log.Info("reading the rest of the copytruncate copy", "path", c.name, "offset", off)
-			// The copy holds the same bytes up to off, so the pending
-			// partial line and the fingerprint carry over.
-			c.lb, c.fp, c.fpn, c.recovery, c.overSeen = t.lb, t.fp, t.fpn, true, t.overSeen
-			s.drain(ctx, c, emit)
-			t.overSeen = c.overSeen
+			// The copy holds the same bytes up to off: it goes on from
+			// the line the tail was in.
+			c.lb = newLineBuf(s.opts.MaxLine, off)
+			c.lb.skipping = t.skipLine
+			c.fp, c.fpn, c.recovery = t.fp, t.fpn, true
+			s.readSelf(ctx, c, emit)
+			if c.lb.pending() {
+				s.c.dropped.Add(1)
+			}
 			c.close()
+			t.seek(0)
+			t.noteHead()
+			return
 		}
 	}
-	if t.lb.pending() {
-		s.c.dropped.Add(1)
+	if t.seen > t.off || t.skipLine {
+		s.c.dropped.Add(1) // an incomplete line was waiting for its end
 	}
 	t.seek(0)
+	t.noteHead()
 }
 
-// supervise checks what the path holds now. It reports true when it
-// switched to a new file, which should be read at once.
-func (s *File) supervise(ctx context.Context, emit func(Line)) bool {
+// lookPath opens a file that took the log's path since the last look
+// and leaves it for notice: held open, its lines stay readable even when
+// it is rotated away again before its turn. It is called by the
+// watchPath goroutine and by notice.
+func (s *File) lookPath() {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	newest := func(dev, ino uint64) bool { return s.haveNewest && dev == s.newestDev && ino == s.newestIno }
 	fi, err := os.Stat(s.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -536,55 +772,123 @@ func (s *File) supervise(ctx context.Context, emit func(Line)) bool {
 				s.missing = true
 				s.log.Info("log file gone, still reading the open one until a new file appears", "path", s.path)
 			}
-			return false
+			return
 		}
 		s.transient("stat", s.path, err)
-		return false
+		return
 	}
-	dev, ino := fileID(fi)
-	if s.cur != nil && s.cur.dev == dev && s.cur.ino == ino {
+	if newest(fileID(fi)) {
 		s.missing = false
-		return false
+		return
 	}
 	t, err := s.open(s.path)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			s.transient("open", s.path, err)
 		}
-		return false
+		return
 	}
 	s.missing = false
-	if s.cur != nil && t.dev == s.cur.dev && t.ino == s.cur.ino {
+	if newest(t.dev, t.ino) {
 		t.close()
-		return false
+		return
 	}
 	t.seek(0)
-	if s.cur != nil {
-		// Finish the rotated file first; keep it open, its writer may
-		// still append to it until it reopens the log.
-		s.follow(ctx, s.cur, emit)
-		for s.old != nil {
-			s.drain(ctx, s.old, emit)
-			s.closeOld()
-			s.nextOld()
+	t.noteHead()
+	s.newestDev, s.newestIno, s.haveNewest = t.dev, t.ino, true
+	s.incoming = append(s.incoming, t)
+}
+
+func (s *File) takeIncoming() []*tracked {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	in := s.incoming
+	s.incoming = nil
+	return in
+}
+
+// setNewest records t as the newest file from the path (at the start).
+func (s *File) setNewest(t *tracked) {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	s.newestDev, s.newestIno, s.haveNewest = t.dev, t.ino, true
+}
+
+// notice looks at the path and queues the files found there since the
+// last look behind cur. It reports whether it found one.
+func (s *File) notice() bool {
+	s.lastNotice = time.Now()
+	s.lookPath()
+	found := false
+	for _, t := range s.takeIncoming() {
+		if s.known(t.dev, t.ino) {
+			t.close()
+			continue
 		}
-		s.old = s.cur
-		s.c.rotations.Add(1)
-		s.log.Info("log file rotated", "path", s.path, "old_inode", s.old.ino, "new_inode", t.ino)
+		found = true
+		if s.cur == nil {
+			s.cur = t // the log appeared: all of it is new
+		} else {
+			s.queue = append(s.queue, t)
+		}
 	}
-	s.cur = t
+	return found
+}
+
+// known reports whether dev, ino is a file the source holds.
+func (s *File) known(dev, ino uint64) bool {
+	is := func(t *tracked) bool { return t != nil && t.dev == dev && t.ino == ino }
+	if is(s.cur) || is(s.old) {
+		return true
+	}
+	for _, t := range s.queue {
+		if is(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// supervise checks what the path holds now. It reports true when it
+// switched to a new file, which should be read at once.
+func (s *File) supervise(ctx context.Context, emit func(Line)) bool {
+	changed := s.notice()
+	if s.old != nil || len(s.queue) == 0 {
+		return changed
+	}
+	// Finish the rotated file first; keep it open, its writer may
+	// still append to it until it reopens the log.
+	s.follow(ctx, s.cur, emit)
+	s.old, s.cur = s.cur, s.queue[0]
+	s.queue = s.queue[1:]
+	s.c.rotations.Add(1)
+	s.log.Info("log file rotated", "path", s.path, "old_inode", s.old.ino, "new_inode", s.cur.ino)
 	return true
+}
+
+// newerHadData reports whether a file after old (cur, or one queued
+// behind it) holds data.
+func (s *File) newerHadData() bool {
+	had := func(t *tracked) bool {
+		size, err := t.size()
+		return t.off > 0 || (err == nil && size > 0)
+	}
+	if s.cur != nil && had(s.cur) {
+		return true
+	}
+	for _, t := range s.queue {
+		if had(t) {
+			return true
+		}
+	}
+	return false
 }
 
 // step reads whatever is new and checks the path. It reports true when
 // it should run again without waiting.
 func (s *File) step(ctx context.Context, emit func(Line)) bool {
 	for s.old != nil {
-		curHadData := false
-		if s.cur != nil {
-			size, err := s.cur.size()
-			curHadData = s.cur.lb.offset() > 0 || (err == nil && size > 0)
-		}
+		curHadData := s.newerHadData()
 		res := s.drain(ctx, s.old, emit)
 		if res == drainStopped {
 			return false
@@ -666,8 +970,10 @@ func (s *File) newerSiblings(o, cur *tracked) []string {
 	return names
 }
 
+// closeOld closes the rotated file once it was drained; bytes past its
+// last line are an incomplete line that will never end.
 func (s *File) closeOld() {
-	if s.old.lb.pending() {
+	if size, err := s.old.size(); s.old.skipLine || (err == nil && size > s.old.off) {
 		s.c.dropped.Add(1)
 	}
 	s.old.close()
@@ -679,6 +985,8 @@ func (s *File) closeOld() {
 func (s *File) transient(op, name string, err error) {
 	s.c.errs.Add(1)
 	msg := op + " " + name + ": " + err.Error()
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
 	if msg != s.lastErr {
 		s.lastErr = msg
 		s.log.Warn("log file error, retrying", "op", op, "path", name, "err", err)
@@ -753,7 +1061,7 @@ func (s *File) findInode(ino uint64) string {
 // findCopy returns an open sibling (not t itself) that holds t's bytes
 // just before t's offset: a copytruncate copy.
 func (s *File) findCopy(t *tracked) *tracked {
-	off := t.lb.offset()
+	off := t.off
 	for _, name := range s.siblings() {
 		fi, err := os.Stat(name)
 		if err != nil || fi.Size() < off {
@@ -766,7 +1074,7 @@ func (s *File) findCopy(t *tracked) *tracked {
 		if err != nil {
 			continue
 		}
-		if fpMatches(c.f, off, t.fp[:t.fpn], c.scratch[:]) {
+		if fpMatches(c.f, off, t.fp[:t.fpn], c.scratch[:]) && fpMatches(c.f, int64(t.headn), t.head[:t.headn], c.scratch[:]) {
 			return c
 		}
 		c.close()

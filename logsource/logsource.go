@@ -2,10 +2,9 @@
 // file followed across rotation, /dev/kmsg, journalctl -k, or standard
 // input.
 //
-// Every source reads with a reused buffer and allocates nothing per line.
-// The File source is this package's own reader under stat supervision,
-// not github.com/nxadm/tail: see the File type for the measurements that
-// decided it.
+// The File source follows the file with github.com/nxadm/tail under its
+// own supervision (rotation, truncation, restarts; see File); the other
+// sources read with a reused buffer and allocate nothing per line.
 //
 // Every source calls emit from the goroutine that runs Run, one complete
 // line at a time, without its newline. Line.Text points into a buffer the

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package logsource
+
+import (
+	"os"
+	"strconv"
+)
+
+// fdPath names the open file f through /dev/fd (fdescfs on the BSDs,
+// built in on macOS): opening it reaches f's inode whatever its name is
+// now. Where /dev/fd holds only 0, 1 and 2 the tail cannot start and
+// the File source reports the error and retries.
+func fdPath(f *os.File) string {
+	return "/dev/fd/" + strconv.FormatUint(uint64(f.Fd()), 10)
+}
