@@ -1,6 +1,7 @@
 package logsource
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,20 +9,25 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
 
 // DefaultJournaldArgs follow the kernel transport only (-k: what the
-// kernel logged, LOG lines included, which local users cannot forge),
-// from now on (-n 0), one line per entry with an ISO 8601 time stamp.
-var DefaultJournaldArgs = []string{"-k", "-f", "-o", "short-iso", "-n", "0", "-q", "--no-pager"}
+// kernel logged, LOG lines included, which local users cannot forge), one
+// line per entry with a time stamp to the microsecond (short-iso-precise,
+// which the source uses to resume; see Journald). Run appends the start
+// point, --since=@SECONDS.MICROSECONDS, so these must not position the
+// output themselves (no -n, --since, --cursor).
+var DefaultJournaldArgs = []string{"-k", "-f", "-o", "short-iso-precise", "-q", "--no-pager"}
 
 // JournaldOptions tune a Journald source.
 type JournaldOptions struct {
 	Command    string           // default "journalctl", looked up on PATH
-	Args       []string         // default DefaultJournaldArgs
+	Args       []string         // default DefaultJournaldArgs; Run appends --since
 	Now        func() time.Time // clock for Line.Received; nil means time.Now
 	Logger     *slog.Logger     // restarts are logged here; nil discards
 	MaxLine    int              // 0 means DefaultMaxLine
@@ -30,12 +36,28 @@ type JournaldOptions struct {
 }
 
 // Journald runs journalctl as a supervised child and delivers its output
-// lines. When journalctl exits it is started again after a delay that
-// doubles from MinBackoff to MaxBackoff (reset after a run of a minute);
-// entries logged while it was down are not delivered (it restarts with
-// -n 0, so nothing old is replayed). When ctx ends the child gets SIGTERM,
-// then SIGKILL after two seconds, and is always waited for: no zombie. On
-// Linux the child is also killed if the daemon dies.
+// lines.
+//
+// Position: Run notes the wall clock when it starts and runs journalctl
+// with --since at that microsecond, so every entry journald records after
+// Run began is delivered, however long journalctl takes to start (Ready
+// is closed once it was started), and nothing older is. journald stamps
+// an entry (__REALTIME_TIMESTAMP, which --since compares and
+// short-iso-precise prints) when it reads it, after the kernel logged it.
+//
+// Restarts: when journalctl exits it is started again after a delay that
+// doubles from MinBackoff to MaxBackoff (reset after a run of a minute),
+// from the time stamp of the last line delivered; the lines with that
+// very stamp that were delivered are skipped once when journalctl shows
+// them again. So a journalctl that dies, is killed or restarted loses no
+// entry and replays none, including the entries journald recorded while
+// it was down. This holds while the lines carry short-iso-precise stamps
+// and the wall clock does not step back; a line without a stamp it can
+// read moves the resume point to the time the line was read.
+//
+// When ctx ends the child gets SIGTERM, then SIGKILL after two seconds,
+// and is always waited for: no zombie. On Linux the child is also killed
+// if the daemon dies.
 type Journald struct {
 	cmd        string
 	args       []string
@@ -49,6 +71,10 @@ type Journald struct {
 	c          counters
 	rdy        readiness
 	lastStderr string
+	started    func(pid int) // test hook: a journalctl was started
+	pos        resumePoint
+	skip       int // lines of pos.seen that may come again at the start of a run
+	skipped    int // lines skipped in the current read
 }
 
 // NewJournald returns a journalctl source.
@@ -114,6 +140,7 @@ func (j *Journald) Run(ctx context.Context, emit func(Line)) error {
 	}
 	lb := newLineBuf(j.maxLine, 0)
 	backoff := j.min
+	j.pos = resumePoint{at: time.Now().UnixMicro()}
 	for {
 		started := time.Now()
 		err := j.runOnce(ctx, path, lb, emit)
@@ -141,7 +168,12 @@ func (j *Journald) runOnce(ctx context.Context, path string, lb *lineBuf, emit f
 	}
 	defer pr.Close()
 	stderr := &tailWriter{max: 512}
-	cmd := exec.Command(path, j.args...)
+	args := append(slices.Clip(j.args), "--since="+sinceArg(j.pos.at))
+	// Lines stamped with the start point that were delivered by the last
+	// run come again first: skip them once.
+	j.skip = j.pos.n
+	clear(j.pos.again[:])
+	cmd := exec.Command(path, args...)
 	cmd.Stdout = pw
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = childAttr()
@@ -151,6 +183,9 @@ func (j *Journald) runOnce(ctx context.Context, path string, lb *lineBuf, emit f
 		return err
 	}
 	pw.Close()
+	if j.started != nil {
+		j.started(cmd.Process.Pid)
+	}
 	j.rdy.set()
 	exited := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
@@ -194,12 +229,18 @@ func (j *Journald) runOnce(ctx context.Context, path string, lb *lineBuf, emit f
 
 func (j *Journald) read(r *os.File, lb *lineBuf, emit func(Line)) error {
 	var seen uint64
+	deliver := func(l Line) {
+		if j.deliver(l.Text) {
+			emit(l)
+		}
+	}
 	for {
 		n, err := r.Read(lb.space())
 		if n > 0 {
 			lb.commit(n)
-			lines := lb.emitAll(j.now(), emit)
-			j.c.lines.Add(lines)
+			lines := lb.emitAll(j.now(), deliver)
+			j.c.lines.Add(lines - uint64(j.skipped))
+			j.skipped = 0
 			j.c.overlong.Add(lb.overlong - seen)
 			seen = lb.overlong
 		}
@@ -210,6 +251,145 @@ func (j *Journald) read(r *os.File, lb *lineBuf, emit func(Line)) error {
 			return err
 		}
 	}
+}
+
+// deliver decides whether line is new (true) or one the last run already
+// delivered, and moves the resume point past it.
+func (j *Journald) deliver(line []byte) bool {
+	at, ok := parseJournalStamp(line)
+	if !ok {
+		// Not a line of short-iso-precise: resume from now on.
+		j.skip = 0
+		j.pos.at, j.pos.n = time.Now().UnixMicro(), 0
+		return true
+	}
+	if j.skip > 0 {
+		if at == j.pos.at && j.pos.repeat(line, j.skip) {
+			j.skipped++
+			return false
+		}
+		j.skip = 0
+	}
+	j.pos.add(at, line)
+	return true
+}
+
+// resumeSeen bounds how many lines of one microsecond are remembered; more
+// of them (which journald does not write) could be delivered twice after
+// a restart.
+const resumeSeen = 32
+
+// resumePoint is where a restarted journalctl starts: the stamp of the
+// last line delivered (unix microseconds) and the lines delivered with
+// that stamp. The line buffers are reused.
+type resumePoint struct {
+	at    int64
+	seen  [resumeSeen][]byte
+	again [resumeSeen]bool // seen[i] came again in this run
+	n     int
+}
+
+func (p *resumePoint) add(at int64, line []byte) {
+	if at != p.at {
+		p.at, p.n = at, 0
+	}
+	if p.n < resumeSeen {
+		p.seen[p.n] = append(p.seen[p.n][:0], line...)
+		p.n++
+	}
+}
+
+// repeat reports whether line is one of the first n seen lines that has
+// not come again yet, and marks it.
+func (p *resumePoint) repeat(line []byte, n int) bool {
+	for i := range min(n, p.n) {
+		if !p.again[i] && bytes.Equal(p.seen[i], line) {
+			p.again[i] = true
+			return true
+		}
+	}
+	return false
+}
+
+// sinceArg formats unix microseconds for journalctl --since.
+func sinceArg(us int64) string {
+	return "@" + strconv.FormatInt(us/1e6, 10) + "." + fmt.Sprintf("%06d", us%1e6)
+}
+
+// parseJournalStamp reads the leading time stamp of a journalctl
+// short-iso-precise line, "2026-11-21T08:43:17.426555+0000" (systemd 252;
+// "+00:00" and "Z" are read too), as unix microseconds, without
+// allocating.
+func parseJournalStamp(line []byte) (int64, bool) {
+	num := func(b []byte) (int, bool) {
+		n := 0
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, len(b) > 0
+	}
+	if len(line) < 20 || line[4] != '-' || line[7] != '-' || line[10] != 'T' || line[13] != ':' || line[16] != ':' {
+		return 0, false
+	}
+	year, ok1 := num(line[0:4])
+	month, ok2 := num(line[5:7])
+	day, ok3 := num(line[8:10])
+	hour, ok4 := num(line[11:13])
+	minute, ok5 := num(line[14:16])
+	sec, ok6 := num(line[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || day > 31 ||
+		hour > 23 || minute > 59 || sec > 60 {
+		return 0, false
+	}
+	rest := line[19:]
+	micro := 0
+	if len(rest) > 0 && rest[0] == '.' {
+		i := 1
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			if i <= 6 {
+				micro = micro*10 + int(rest[i]-'0')
+			}
+			i++
+		}
+		if i == 1 {
+			return 0, false
+		}
+		for d := i; d <= 6; d++ {
+			micro *= 10
+		}
+		rest = rest[i:]
+	}
+	offset := 0
+	switch {
+	case len(rest) >= 1 && rest[0] == 'Z':
+		rest = rest[1:]
+	case len(rest) >= 5 && (rest[0] == '+' || rest[0] == '-'):
+		hh, okh := num(rest[1:3])
+		mmText := rest[3:5]
+		n := 5
+		if rest[3] == ':' && len(rest) >= 6 {
+			mmText, n = rest[4:6], 6
+		}
+		mm, okm := num(mmText)
+		if !okh || !okm || hh > 23 || mm > 59 {
+			return 0, false
+		}
+		offset = (hh*60 + mm) * 60
+		if rest[0] == '-' {
+			offset = -offset
+		}
+		rest = rest[n:]
+	default:
+		return 0, false
+	}
+	if len(rest) > 0 && rest[0] != ' ' {
+		return 0, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC)
+	return (t.Unix()-int64(offset))*1e6 + int64(micro), true
 }
 
 // tailWriter keeps the last max bytes written (a child's stderr).

@@ -79,7 +79,7 @@ exit 3
 		t.Fatalf("lines = %q, want 2 per run for 5 runs", lines)
 	}
 	for i := range 5 {
-		if lines[2*i] != "args: -k -f -o short-iso -n 0 -q --no-pager" {
+		if !strings.HasPrefix(lines[2*i], "args: -k -f -o short-iso-precise -q --no-pager --since=@") {
 			t.Fatalf("argv line = %q", lines[2*i])
 		}
 		if want := "2026-11-21T05:20:44+0000 host kernel: knock: run " + strconv.Itoa(i+1); lines[2*i+1] != want {

@@ -1,0 +1,344 @@
+package logsource
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/knockdaemon/knock/internal/netnstest"
+)
+
+// These tests run the Journald source against a real systemd-journald
+// reading the real /dev/kmsg, fed by real netfilter LOG lines from a
+// network namespace. journald runs in a mount namespace of its own (see
+// startRealJournald); journalctl is started inside it with nsenter.
+
+const journaldBinary = "/lib/systemd/systemd-journald"
+
+// realJournald is a systemd-journald of the test's own.
+type realJournald struct {
+	pid  int
+	done chan struct{}
+}
+
+// journaldNSScript makes the mount namespace journald runs in: a fresh
+// tmpfs on /run (with the host's /run/netns and /run/xtables.lock bound
+// into it, so ip netns exec and iptables still work there) and on
+// /var/log/journal, so journald writes nothing to the host and creates
+// nothing in the host's /run. Propagation is slave: namespaces created on
+// the host later still appear in /run/netns, and no mount made here
+// reaches the host. $1 is an empty directory of the test's.
+const journaldNSScript = `set -e
+old=$1/oldrun
+mkdir "$old"
+mount --bind /run "$old"
+mount -t tmpfs -o mode=0755,size=64m knocktest-run /run
+mkdir /run/systemd /run/log /run/netns
+if [ -d "$old/netns" ]; then mount --rbind "$old/netns" /run/netns; fi
+if [ -f "$old/xtables.lock" ]; then : > /run/xtables.lock; mount --bind "$old/xtables.lock" /run/xtables.lock; fi
+umount -l "$old"
+if [ -d /var/log/journal ]; then mount -t tmpfs -o mode=0755,size=64m knocktest-journal /var/log/journal; fi
+exec ` + journaldBinary + `
+`
+
+// startRealJournald starts systemd-journald in a private mount namespace
+// and waits until its journal answers journalctl. It is stopped (and so
+// its namespace ends) at cleanup; the test's processes inside the
+// namespace must be stopped by cleanups registered after this call.
+func startRealJournald(t *testing.T) *realJournald {
+	t.Helper()
+	netnstest.Require(t, "unshare", "nsenter", "journalctl")
+	if _, err := os.Stat(journaldBinary); err != nil {
+		netnstest.Unavailable(t, "no %s (Debian package systemd): %v", journaldBinary, err)
+	}
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "journald.out")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command("unshare", "--mount", "--propagation", "slave", "/bin/sh", "-c", journaldNSScript, "sh", dir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		netnstest.Unavailable(t, "cannot start journald under unshare: %v", err)
+	}
+	r := &realJournald{pid: cmd.Process.Pid, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(r.done) }()
+	output := func() string { b, _ := os.ReadFile(logPath); return string(b) }
+	t.Cleanup(func() {
+		// unshare and sh exec'd: the pid is journald's. When it is gone
+		// the mount namespace has no process left and ends.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-r.done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-r.done
+		}
+		if t.Failed() {
+			t.Logf("systemd-journald output:\n%s", output())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case <-r.done:
+			t.Fatalf("systemd-journald exited at start:\n%s", output())
+		default:
+		}
+		// The journal answers once journald made its sockets and files.
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/run/systemd/journal/socket", r.pid)); err == nil {
+			if out, err := r.exec("journalctl", "-k", "-n", "0", "-q", "--no-pager"); err == nil {
+				return r
+			} else if time.Now().After(deadline) {
+				t.Fatalf("journalctl in journald's namespace: %v\n%s\njournald:\n%s", err, out, output())
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("systemd-journald made no socket within 10s:\n%s", output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// in returns argv run inside journald's mount namespace.
+func (r *realJournald) in(argv ...string) []string {
+	return append([]string{"nsenter", "-t", strconv.Itoa(r.pid), "-m", "--"}, argv...)
+}
+
+func (r *realJournald) exec(argv ...string) (string, error) {
+	full := r.in(argv...)
+	out, err := exec.Command(full[0], full[1:]...).CombinedOutput()
+	return string(out), err
+}
+
+// source returns a Journald source that runs the real journalctl inside
+// journald's namespace with the default arguments. nsenter execs
+// journalctl, so the supervised child is journalctl itself.
+func (r *realJournald) source(opts JournaldOptions) *Journald {
+	opts.Command = "nsenter"
+	opts.Args = r.in(append([]string{"journalctl"}, DefaultJournaldArgs...)...)[1:]
+	return NewJournald(opts)
+}
+
+// journalCount counts the entries of the whole journal (every transport)
+// whose message contains s.
+func (r *realJournald) journalCount(t *testing.T, s string) int {
+	t.Helper()
+	out, err := r.exec("journalctl", "--no-pager", "-q", "-o", "cat")
+	if err != nil {
+		t.Fatalf("journalctl: %v\n%s", err, out)
+	}
+	return strings.Count(out, s)
+}
+
+// kernelLogNet is a client and server namespace whose server logs every
+// TCP SYN to the knock ports with a LOG rule of a unique prefix. Nothing
+// listens, so each SYN is answered by a reset at once: one connection
+// attempt is exactly one LOG line, and attempts made one after another
+// are logged in that order.
+type kernelLogNet struct {
+	n      *netnstest.Net
+	prefix string
+	sent   sync.Map // DPT -> time the SYN was sent
+}
+
+func newKernelLogNet(t *testing.T) *kernelLogNet {
+	t.Helper()
+	netnstest.Require(t, "iptables")
+	k := &kernelLogNet{n: netnstest.New(t), prefix: "kj" + netnstest.RandHex(4) + ": "}
+	netnstest.EnableNFLogAllNetns(t)
+	netnstest.MustExec(t, k.n.Server, "iptables", "-w", "-A", "INPUT", "-p", "tcp", "--syn",
+		"--dport", "745:1000", "-j", "LOG", "--log-prefix", k.prefix)
+	return k
+}
+
+// knock sends one SYN to port (745..1000) of the server.
+func (k *kernelLogNet) knock(port int) {
+	k.sent.Store(port, time.Now())
+	addr := netip.AddrPortFrom(k.n.Client.ServerIP4, uint16(port)).String()
+	_ = netnstest.Dial(k.n.Client.NS, "tcp4", addr, 500*time.Millisecond)
+}
+
+// ourPort returns the destination port of a LOG line with the test's
+// prefix, or false for any other line (the host's kernel log carries
+// other tests' lines too).
+func (k *kernelLogNet) ourPort(line string) (int, bool) {
+	if !strings.Contains(line, k.prefix) {
+		return 0, false
+	}
+	_, rest, ok := strings.Cut(line, " DPT=")
+	if !ok {
+		return 0, false
+	}
+	end := strings.IndexByte(rest, ' ')
+	if end < 0 {
+		end = len(rest)
+	}
+	p, err := strconv.Atoi(rest[:end])
+	return p, err == nil
+}
+
+// hits collects the test's LOG lines delivered by a source.
+type hits struct {
+	k       *kernelLogNet
+	mu      sync.Mutex
+	ports   []int
+	lines   []string
+	delays  []time.Duration // from the SYN to Line.Received
+	foreign []string        // lines with the prefix that are not kernel LOG lines of ours
+}
+
+func (h *hits) emit(l Line) {
+	text := string(l.Text)
+	if !strings.Contains(text, h.k.prefix) {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p, ok := h.k.ourPort(text)
+	if !ok || !strings.Contains(text, " kernel: ") || !strings.Contains(text, "SRC="+h.k.n.Client.IP4.String()+" ") {
+		h.foreign = append(h.foreign, text)
+		return
+	}
+	h.ports = append(h.ports, p)
+	h.lines = append(h.lines, text)
+	if at, ok := h.k.sent.Load(p); ok {
+		h.delays = append(h.delays, l.Received.Sub(at.(time.Time)))
+	}
+}
+
+func (h *hits) snapshot() (ports []int, foreign []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.ports), slices.Clone(h.foreign)
+}
+
+// waitPort waits until port was delivered.
+func (h *hits) waitPort(t *testing.T, port int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ports, _ := h.snapshot()
+		if slices.Contains(ports, port) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("LOG line of DPT=%d not delivered within %v; delivered %v", port, timeout, ports)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (h *hits) maxDelay() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Max(append([]time.Duration{0}, h.delays...))
+}
+
+func seq(from, to int) []int {
+	var s []int
+	for p := from; p <= to; p++ {
+		s = append(s, p)
+	}
+	return s
+}
+
+// TestJournaldRealKernelLines: LOG lines logged after the source is
+// ready arrive through real journald and journalctl complete, in order,
+// once each; lines logged before the source started are not delivered.
+func TestJournaldRealKernelLines(t *testing.T) {
+	k := newKernelLogNet(t)
+	jd := startRealJournald(t)
+
+	// Logged before the source starts: in the journal, never delivered.
+	for _, p := range seq(745, 749) {
+		k.knock(p)
+	}
+	waitJournal(t, jd, k.prefix, 5)
+
+	h := &hits{k: k}
+	src := jd.source(JournaldOptions{})
+	stop := runJournaldFunc(t, src, h.emit)
+	waitReady(t, src)
+	want := seq(750, 849)
+	for _, p := range want {
+		k.knock(p)
+	}
+	h.waitPort(t, want[len(want)-1], 10*time.Second)
+	time.Sleep(100 * time.Millisecond) // a duplicate or stray line would show now
+	stop()
+	ports, foreign := h.snapshot()
+	if !slices.Equal(ports, want) {
+		t.Errorf("delivered DPT %v,\nwant %v (in order, once each, none from before the start)", ports, want)
+	}
+	if len(foreign) > 0 {
+		t.Errorf("lines with the test's prefix that are not its kernel LOG lines: %q", foreign)
+	}
+	h.mu.Lock()
+	first := h.lines[0]
+	h.mu.Unlock()
+	// The line is journalctl's short-iso form of the whole LOG record.
+	for _, part := range []string{"kernel: " + k.prefix + "IN=", "SRC=" + k.n.Client.IP4.String(), "PROTO=TCP", "DPT=750 ", " SYN "} {
+		if !strings.Contains(first, part) {
+			t.Errorf("line %q lacks %q", first, part)
+		}
+	}
+	t.Logf("%d LOG lines through journald: slowest from SYN to delivery %v; restarts %d",
+		len(ports), h.maxDelay().Round(time.Millisecond), src.Stats().Restarts)
+	if st := src.Stats(); st.Restarts != 0 || st.Dropped != 0 || st.Overlong != 0 {
+		t.Errorf("stats = %+v, want no restart, drop or overlong line", st)
+	}
+}
+
+// waitJournal waits until the journal holds n entries containing s.
+func waitJournal(t *testing.T, jd *realJournald, s string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := jd.journalCount(t, s)
+		if got == n {
+			return
+		}
+		if got > n || time.Now().After(deadline) {
+			t.Fatalf("journal holds %d entries with %q, want %d", got, s, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runJournaldFunc runs src with emit until stop or the end of the test.
+func runJournaldFunc(t *testing.T, src *Journald, emit func(Line)) (stop func()) {
+	t.Helper()
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { done <- src.Run(ctx, emit) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Journald.Run = %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Errorf("Journald.Run did not return within 15s of the cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
