@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -213,5 +214,102 @@ func TestJournaldBackoffResetsAfterStableRun(t *testing.T) {
 		if d != 10*time.Millisecond {
 			t.Fatalf("delays = %v, want the minimum after every stable run", delays)
 		}
+	}
+}
+
+func TestParseJournalStamp(t *testing.T) {
+	at := time.Date(2026, 11, 21, 8, 43, 17, 426555000, time.UTC).UnixMicro()
+	cases := []struct {
+		name string
+		line string
+		want int64
+		ok   bool
+	}{
+		{"short-iso-precise, systemd 252", "2026-11-21T08:43:17.426555+0000 vm kernel: x", at, true},
+		{"colon in the zone", "2026-11-21T08:43:17.426555+00:00 vm kernel: x", at, true},
+		{"Z", "2026-11-21T08:43:17.426555Z vm kernel: x", at, true},
+		{"zone east of UTC", "2026-11-21T09:43:17.426555+0100 vm kernel: x", at, true},
+		{"zone west of UTC", "2026-11-21T03:13:17.426555-05:30 vm kernel: x", at, true},
+		{"short-iso, whole seconds", "2026-11-21T08:43:17+0000 vm kernel: x", at - 426555, true},
+		{"milliseconds", "2026-11-21T08:43:17.426+0000 vm kernel: x", at - 555, true},
+		{"nanoseconds are cut to microseconds", "2026-11-21T08:43:17.426555999+0000 x", at, true},
+		{"stamp alone", "2026-11-21T08:43:17.426555+0000", at, true},
+		{"short format", "Nov 21 08:43:17 vm kernel: x", 0, false},
+		{"no zone", "2026-11-21T08:43:17.426555 vm kernel: x", 0, false},
+		{"empty fraction", "2026-11-21T08:43:17.+0000 vm kernel: x", 0, false},
+		{"month 13", "2026-13-21T08:43:17.426555+0000 x", 0, false},
+		{"hour 24", "2026-11-21T24:43:17.426555+0000 x", 0, false},
+		{"letter in the year", "20x6-11-21T08:43:17.426555+0000 x", 0, false},
+		{"zone cut short", "2026-11-21T08:43:17.426555+00", 0, false},
+		{"zone followed by text", "2026-11-21T08:43:17.426555+0000x", 0, false},
+		{"empty", "", 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := parseJournalStamp([]byte(tc.line))
+			if ok != tc.ok || (ok && got != tc.want) {
+				t.Fatalf("parseJournalStamp(%q) = %d, %v; want %d, %v", tc.line, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+	if n := testing.AllocsPerRun(100, func() { parseJournalStamp([]byte(cases[0].line)) }); n != 0 {
+		t.Errorf("parseJournalStamp allocates %v times", n)
+	}
+}
+
+// TestJournaldResumesAfterLastLine: a fake journalctl that shows what a
+// real one would from --since on. The second run starts at the stamp of
+// the last line delivered; the lines of that microsecond already
+// delivered are skipped once, a new line of the same microsecond is not.
+func TestJournaldResumesAfterLastLine(t *testing.T) {
+	state := fakeJournalctl(t, `
+n=$(cat "$STATE/n" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$STATE/n"
+for a; do case $a in --since=*) echo "$a" >> "$STATE/since";; esac; done
+if [ $n = 1 ]; then
+  echo "2026-11-21T08:43:17.000001+0000 vm kernel: a"
+  echo "2026-11-21T08:43:17.000002+0000 vm kernel: b"
+  echo "2026-11-21T08:43:17.000002+0000 vm kernel: c"
+  exit 1
+fi
+echo "2026-11-21T08:43:17.000002+0000 vm kernel: b"
+echo "2026-11-21T08:43:17.000002+0000 vm kernel: c"
+echo "2026-11-21T08:43:17.000002+0000 vm kernel: d"
+echo "2026-11-21T08:43:17.000002+0000 vm kernel: b"
+echo "2026-11-21T08:43:18.000000+0000 vm kernel: e"
+exit 1
+`)
+	j := NewJournald(JournaldOptions{})
+	runs := 0
+	j.sleep = func(context.Context, time.Duration) bool { runs++; return runs < 2 }
+	out := &lockedLines{}
+	start := time.Now()
+	if err := j.Run(context.Background(), out.emit); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range out.get() {
+		got = append(got, l[len(l)-1:])
+	}
+	// The second b is new: only one b of that microsecond was delivered.
+	if want := []string{"a", "b", "c", "d", "b", "e"}; !slices.Equal(got, want) {
+		t.Fatalf("delivered %q, want %q", got, want)
+	}
+	b, err := os.ReadFile(filepath.Join(state, "since"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := strings.Fields(string(b))
+	if len(since) != 2 {
+		t.Fatalf("--since arguments %q, want one per run", since)
+	}
+	first, err := strconv.ParseFloat(strings.TrimPrefix(since[0], "--since=@"), 64)
+	if err != nil || first < float64(start.Unix())-1 || first > float64(time.Now().Unix())+1 {
+		t.Errorf("first run %s, want the time Run began (%v)", since[0], start)
+	}
+	if want := "--since=@" + strconv.FormatInt(time.Date(2026, 11, 21, 8, 43, 17, 0, time.UTC).Unix(), 10) + ".000002"; since[1] != want {
+		t.Errorf("second run %s, want %s (the last line delivered)", since[1], want)
+	}
+	if st := j.Stats(); st.Lines != 6 || st.Restarts != 2 {
+		t.Errorf("stats = %+v, want 6 lines (skipped ones not counted), 2 restarts", st)
 	}
 }
