@@ -153,8 +153,8 @@ type File struct {
 	ran       atomic.Bool
 
 	cur, old   *tracked   // cur: the file at path; old: a rotated file being finished
-	later      []string   // rotated files newer than old, oldest first (resume only)
-	queue      []*tracked // files that took the path after cur, oldest first
+	later      []*tracked // rotated files newer than old and older than cur, oldest first
+	queue      []*tracked // files that took the path after cur (and generations missed before them), oldest first
 	kick       chan struct{}
 	lastNotice time.Time
 
@@ -162,7 +162,8 @@ type File struct {
 	pathMu               sync.Mutex
 	newestDev, newestIno uint64 // the newest file opened from the path
 	haveNewest, missing  bool
-	incoming             []*tracked // opened by lookPath, not yet queued
+	incoming             []*tracked       // opened by lookPath, not yet queued
+	seen                 map[fileKey]bool // files at the path or among its siblings the source knows of
 
 	errMu   sync.Mutex
 	lastErr string
@@ -226,6 +227,7 @@ type tracked struct {
 	headn    int
 	scratch  [fpSize]byte
 	recovery bool  // lines from here count as Recovered
+	missed   bool  // a generation found among the siblings, never seen at the path
 	skipLine bool  // the line at off is the rest of an overlong line
 	seen     int64 // the size when a drain last got to its end
 
@@ -424,6 +426,9 @@ func (s *File) Run(ctx context.Context, emit func(Line)) error {
 		}
 		s.cur.close()
 		s.old.close()
+		for _, t := range s.later {
+			t.close()
+		}
 		for _, t := range s.queue {
 			t.close()
 		}
@@ -519,6 +524,9 @@ func (s *File) watchPath(ctx context.Context, w *watcher) {
 }
 
 func (s *File) start() error {
+	s.pathMu.Lock()
+	s.markSeen()
+	s.pathMu.Unlock()
 	r := s.opts.Resume
 	if r.Path != "" && filepath.Clean(r.Path) != s.path {
 		s.log.Warn("saved log position is for another file, starting at the end",
@@ -589,7 +597,7 @@ func (s *File) start() error {
 				o.seek(r.Offset)
 				o.recovery = true
 				s.old = o
-				s.later = s.newerSiblings(o, t)
+				s.later = s.openLater(s.newerSiblings(o, t))
 				s.log.Info("finishing the rotated log file from the saved position",
 					"path", name, "offset", r.Offset, "newer_rotated_files", len(s.later))
 			} else {
@@ -732,9 +740,14 @@ func (s *File) truncated(ctx context.Context, t *tracked, emit func(Line), why s
 	off := t.off
 	s.log.Warn("log file truncated, reading it again from the start", "path", s.path, "offset", off, "reason", why)
 	_ = t.stopTail()
+	copied := false
 	if t.fpn > 0 || t.headn > 0 {
 		if c := s.findCopy(t); c != nil {
+			copied = true
 			s.log.Info("reading the rest of the copytruncate copy", "path", c.name, "offset", off)
+			s.pathMu.Lock()
+			s.seen[fileKey{c.dev, c.ino}] = true
+			s.pathMu.Unlock()
 			// The copy holds the same bytes up to off: it goes on from
 			// the line the tail was in.
 			c.lb = newLineBuf(s.opts.MaxLine, off)
@@ -745,13 +758,27 @@ func (s *File) truncated(ctx context.Context, t *tracked, emit func(Line), why s
 				s.c.dropped.Add(1)
 			}
 			c.close()
-			t.seek(0)
-			t.noteHead()
-			return
 		}
 	}
-	if t.seen > t.off || t.skipLine {
+	if !copied && (t.seen > t.off || t.skipLine) {
 		s.c.dropped.Add(1) // an incomplete line was waiting for its end
+	}
+	// Copies of content written after the copy above and truncated away
+	// before the source looked (copytruncate twice between two looks) are
+	// siblings it never saw: read them whole, oldest first.
+	s.pathMu.Lock()
+	missed := s.scanMissed(fileKey{t.dev, t.ino})
+	s.pathMu.Unlock()
+	for _, u := range missed {
+		if !sameHead(u, t) {
+			s.c.truncations.Add(1)
+			u.lb = newLineBuf(s.opts.MaxLine, 0)
+			s.readSelf(ctx, u, emit)
+			if u.lb.pending() {
+				s.c.dropped.Add(1)
+			}
+		}
+		u.close()
 	}
 	t.seek(0)
 	t.noteHead()
@@ -795,8 +822,105 @@ func (s *File) lookPath() {
 	}
 	t.seek(0)
 	t.noteHead()
+	if s.haveNewest {
+		// Generations that held the path between the last look and this
+		// one were renamed away unseen: they are among the siblings.
+		s.incoming = append(s.incoming, s.scanMissed(fileKey{t.dev, t.ino})...)
+	}
+	s.seen[fileKey{t.dev, t.ino}] = true
+	s.log.Debug("new file at the path", "path", s.path, "inode", t.ino, "head_bytes", t.headn)
 	s.newestDev, s.newestIno, s.haveNewest = t.dev, t.ino, true
 	s.incoming = append(s.incoming, t)
+}
+
+// fileKey names a file (not a path).
+type fileKey struct{ dev, ino uint64 }
+
+// markSeen records, with pathMu held, the files at the path and among its
+// siblings now: files the source knows of. At the start those are the
+// log and its older rotations; later, every file read or classified.
+func (s *File) markSeen() {
+	if s.seen == nil {
+		s.seen = map[fileKey]bool{}
+	}
+	for _, name := range append(s.siblings(), s.path) {
+		if fi, err := os.Stat(name); err == nil {
+			dev, ino := fileID(fi)
+			s.seen[fileKey{dev, ino}] = true
+		}
+	}
+}
+
+// scanMissed, with pathMu held, opens the siblings the source never saw:
+// generations that took the path and were rotated away between two looks
+// (the supervisor did not run for the few milliseconds they held it), or
+// copytruncate copies made of content it never read. They are returned
+// oldest first (by modification time, then inode number) and marked seen.
+// Seen files no longer at the path or among the siblings are forgotten
+// first: their inode numbers may be given to new files. cur is the file
+// at the path now.
+func (s *File) scanMissed(cur fileKey) []*tracked {
+	type gen struct {
+		t     *tracked
+		mtime time.Time
+	}
+	present := map[fileKey]bool{cur: true}
+	var gens []gen
+	for _, name := range s.siblings() {
+		fi, err := os.Stat(name)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		dev, ino := fileID(fi)
+		k := fileKey{dev, ino}
+		present[k] = true
+		if s.seen[k] {
+			continue
+		}
+		t, err := s.open(name)
+		if err != nil {
+			s.transient("open", name, err)
+			continue
+		}
+		if t.dev != dev || t.ino != ino {
+			t.close() // renamed again meanwhile: the next scan sees it
+			continue
+		}
+		s.seen[k] = true
+		t.seek(0)
+		t.noteHead()
+		t.recovery, t.missed = true, true
+		gens = append(gens, gen{t, fi.ModTime()})
+	}
+	for k := range s.seen {
+		if !present[k] {
+			delete(s.seen, k)
+		}
+	}
+	sort.SliceStable(gens, func(i, j int) bool {
+		if !gens[i].mtime.Equal(gens[j].mtime) {
+			return gens[i].mtime.Before(gens[j].mtime)
+		}
+		return gens[i].t.ino < gens[j].t.ino
+	})
+	out := make([]*tracked, len(gens))
+	for i, g := range gens {
+		out[i] = g.t
+		s.log.Warn("found a rotated log file the source did not see at the path, reading it whole",
+			"path", g.t.name, "inode", g.t.ino)
+	}
+	return out
+}
+
+// sameHead reports whether u starts with the first bytes of t's current
+// content as t remembers them (u is a copy of t), when t remembers any.
+func sameHead(u, t *tracked) bool {
+	if t.headn == 0 {
+		return false
+	}
+	var b [fpSize]byte
+	n, _ := u.f.ReadAt(b[:t.headn], 0)
+	return n == t.headn && bytes.Equal(b[:n], t.head[:t.headn])
 }
 
 func (s *File) takeIncoming() []*tracked {
@@ -825,6 +949,12 @@ func (s *File) notice() bool {
 			t.close()
 			continue
 		}
+		if t.missed && (s.cur == nil || sameHead(t, s.cur)) {
+			// A copy of the file being read: a copytruncate, read from
+			// the last delivered offset once the truncation is seen.
+			t.close()
+			continue
+		}
 		found = true
 		if s.cur == nil {
 			s.cur = t // the log appeared: all of it is new
@@ -841,6 +971,11 @@ func (s *File) known(dev, ino uint64) bool {
 	if is(s.cur) || is(s.old) {
 		return true
 	}
+	for _, t := range s.later {
+		if is(t) {
+			return true
+		}
+	}
 	for _, t := range s.queue {
 		if is(t) {
 			return true
@@ -853,16 +988,28 @@ func (s *File) known(dev, ino uint64) bool {
 // switched to a new file, which should be read at once.
 func (s *File) supervise(ctx context.Context, emit func(Line)) bool {
 	changed := s.notice()
-	if s.old != nil || len(s.queue) == 0 {
+	if s.old != nil || len(s.later) > 0 {
+		return changed
+	}
+	next := -1 // the next file that took the path; missed generations before it
+	for i, t := range s.queue {
+		if !t.missed {
+			next = i
+			break
+		}
+	}
+	if next < 0 {
 		return changed
 	}
 	// Finish the rotated file first; keep it open, its writer may
-	// still append to it until it reopens the log.
+	// still append to it until it reopens the log. Generations missed
+	// between the two are read after it, in order.
 	s.follow(ctx, s.cur, emit)
-	s.old, s.cur = s.cur, s.queue[0]
-	s.queue = s.queue[1:]
-	s.c.rotations.Add(1)
-	s.log.Info("log file rotated", "path", s.path, "old_inode", s.old.ino, "new_inode", s.cur.ino)
+	s.old, s.cur = s.cur, s.queue[next]
+	s.later = append(s.later, s.queue[:next]...)
+	s.queue = s.queue[next+1:]
+	s.c.rotations.Add(uint64(next + 1))
+	s.log.Info("log file rotated", "path", s.path, "old_inode", s.old.ino, "new_inode", s.cur.ino, "missed_generations", next)
 	return true
 }
 
@@ -875,6 +1022,11 @@ func (s *File) newerHadData() bool {
 	}
 	if s.cur != nil && had(s.cur) {
 		return true
+	}
+	for _, t := range s.later {
+		if had(t) {
+			return true
+		}
 	}
 	for _, t := range s.queue {
 		if had(t) {
@@ -896,7 +1048,7 @@ func (s *File) step(ctx context.Context, emit func(Line)) bool {
 		// A single writer switches files before it writes to the new
 		// one, so once the new file had data before this read, the old
 		// one is complete; so is one with a newer rotated file after it.
-		if curHadData || res != drainEOF || len(s.later) > 0 {
+		if curHadData || res != drainEOF {
 			s.closeOld()
 			s.nextOld()
 			continue
@@ -921,11 +1073,21 @@ func (s *File) step(ctx context.Context, emit func(Line)) bool {
 	return s.supervise(ctx, emit)
 }
 
-// nextOld opens the next rotated file left to read after a resume.
+// nextOld makes the next rotated file in line the one being finished.
 func (s *File) nextOld() {
-	for s.old == nil && len(s.later) > 0 {
-		name := s.later[0]
+	if s.old == nil && len(s.later) > 0 {
+		s.old = s.later[0]
 		s.later = s.later[1:]
+		s.log.Info("reading a rotated log file the source did not see at the path", "path", s.old.name, "inode", s.old.ino)
+	}
+}
+
+// openLater opens the rotated files a resume reads whole, before the
+// current file: held open, they stay readable whatever rotation does to
+// their names meanwhile.
+func (s *File) openLater(names []string) []*tracked {
+	var out []*tracked
+	for _, name := range names {
 		t, err := s.open(name)
 		if err != nil {
 			s.log.Warn("cannot open a rotated log file, its lines are lost", "path", name, "err", err)
@@ -933,9 +1095,9 @@ func (s *File) nextOld() {
 		}
 		t.seek(0)
 		t.recovery = true
-		s.old = t
-		s.log.Info("reading a log file rotated while stopped", "path", name)
+		out = append(out, t)
 	}
+	return out
 }
 
 // newerSiblings lists the rotated files written after o (by mtime,

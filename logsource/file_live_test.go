@@ -1,11 +1,15 @@
 package logsource
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -85,6 +89,49 @@ func copyFile(t *testing.T, from, to string) {
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// traceLog collects a source's log for a failure message.
+type traceLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *traceLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *traceLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *traceLog) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// missingRanges names the written lines (by index) that did not arrive.
+func missingRanges(out *sink, want []string) string {
+	have := map[string]bool{}
+	for _, l := range out.texts() {
+		have[l] = true
+	}
+	var b strings.Builder
+	for i := 0; i < len(want); i++ {
+		if have[want[i]] {
+			continue
+		}
+		j := i
+		for j+1 < len(want) && !have[want[j+1]] {
+			j++
+		}
+		fmt.Fprintf(&b, "[%d-%d] ", i, j)
+		i = j
+	}
+	return b.String()
 }
 
 // checkExactlyOnce asserts every written line arrived once, in order,
@@ -213,9 +260,10 @@ func TestFileLiveRotation(t *testing.T) {
 			path := filepath.Join(dir, "kern.log")
 			appendFile(t, path, "old line that must not be replayed\n")
 			out := &sink{}
+			trace := &traceLog{}
 			// Resume at the end of the existing content: a deterministic
 			// start point (a fresh start races with the first write).
-			src := NewFile(path, FileOptions{PollInterval: poll, Resume: Position{Path: path, Inode: inode(t, path), Offset: 35}})
+			src := NewFile(path, FileOptions{PollInterval: poll, Resume: Position{Path: path, Inode: inode(t, path), Offset: 35}, Logger: trace.logger()})
 			stop := runFile(t, src, out)
 			e := &env{t: t, w: newLiveWriter(t, path), out: out, dir: dir}
 			for range 4 {
@@ -223,7 +271,10 @@ func TestFileLiveRotation(t *testing.T) {
 				tc.rotate(e)
 			}
 			e.w.write(400)
-			out.waitFor(t, len(e.w.want), 15*time.Second)
+			if !out.waitUntil(len(e.w.want), 15*time.Second) {
+				t.Fatalf("only %d of %d lines arrived within 15s; missing %s; stats %+v\nsource log:\n%s",
+					out.n.Load(), len(e.w.want), missingRanges(out, e.w.want), src.Stats(), trace)
+			}
 			time.Sleep(5 * poll) // anything extra (a duplicate) would arrive now
 			stop()
 			checkExactlyOnce(t, out, e.w.want, path)

@@ -64,6 +64,19 @@ func (s *sink) last() got {
 	return s.lines[len(s.lines)-1]
 }
 
+// waitUntil waits (bounded) until at least n lines arrived, and says
+// whether they did.
+func (s *sink) waitUntil(n int, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for s.n.Load() < int64(n) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
+}
+
 // waitFor waits (bounded) until at least n lines arrived.
 func (s *sink) waitFor(t *testing.T, n int, within time.Duration) {
 	t.Helper()
@@ -302,6 +315,63 @@ func TestFileRotationRaces(t *testing.T) {
 		w.Close()
 		appendFile(t, path, "4\n")
 		s.expect("4")
+	})
+	t.Run("generations that held the path only between two looks are read from the siblings, in order", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "kern.log")
+		appendFile(t, path+".9", "an older rotation, there before the start\n")
+		appendFile(t, path, "")
+		s := newStepper(t, path, FileOptions{})
+		appendFile(t, path, "a1\n")
+		s.expect("a1")
+		appendFile(t, path, "a2\n")
+		// Two rotations, and the source does not look in between.
+		os.Rename(path, path+".1")
+		w, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		defer w.Close()
+		io.WriteString(w, "b1\n")
+		os.Rename(path+".1", path+".2")
+		os.Rename(path, path+".1")
+		appendFile(t, path, "")
+		io.WriteString(w, "b2\n") // the writer has not reopened yet
+		s.expect("a2", "b1", "b2")
+		io.WriteString(w, "b3\n")
+		s.expect("b3")
+		w.Close()
+		appendFile(t, path, "c1\n")
+		s.expect("c1")
+		if st := s.src.Stats(); st.Rotations != 2 || st.Recovered != 3 || st.Dropped != 0 {
+			t.Fatalf("stats = %+v", st)
+		}
+	})
+	t.Run("copytruncate twice between two looks: the copy of the content never seen is read whole", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "kern.log")
+		appendFile(t, path, "")
+		s := newStepper(t, path, FileOptions{})
+		copytruncate := func() {
+			os.Rename(path+".1", path+".2")
+			data, _ := os.ReadFile(path)
+			os.WriteFile(path+".1", data, 0o644)
+			os.Truncate(path, 0)
+		}
+		appendFile(t, path, "line 1\n")
+		s.expect("line 1")
+		appendFile(t, path, "line 2\n")
+		copytruncate()
+		appendFile(t, path, "line 3 of the epoch never seen\n")
+		copytruncate()
+		appendFile(t, path, "line 4\n")
+		s.expect("line 2", "line 3 of the epoch never seen", "line 4")
+		// Later rotations by rename do not read the copies again.
+		os.Rename(path+".2", path+".3")
+		os.Rename(path+".1", path+".2")
+		os.Rename(path, path+".1")
+		appendFile(t, path, "line 5\n")
+		s.expect("line 5")
+		if st := s.src.Stats(); st.Truncations != 2 || st.Recovered != 2 || st.Rotations != 1 {
+			t.Fatalf("stats = %+v", st)
+		}
 	})
 	t.Run("gone for a while, then back with the same inode", func(t *testing.T) {
 		dir := t.TempDir()
