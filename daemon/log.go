@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,43 +14,106 @@ import (
 
 // NewLogger builds the daemon's logger: format "text" (key=value) or
 // "json", output "stderr" (w) or "syslog" (the local syslog daemon,
-// facility daemon, tag knockdaemon). level may be adjusted later (reload).
-// The returned closer flushes and releases the output.
+// facility daemon, tag knockdaemon[PID], the severity following the
+// record's level, one datagram per record; see syslogWriter for what
+// happens when syslog is missing or stops: records go to w, never lost
+// silently, never a failure to start). level may be adjusted later
+// (reload). The returned closer flushes and releases the output.
 //
 // Output to w is buffered and flushed within FlushDelay, so that a flood of
 // rejections costs one write per batch instead of one per line.
 func NewLogger(format, output string, level *slog.LevelVar, w io.Writer) (*slog.Logger, io.Closer, error) {
-	var out io.Writer
-	var closer io.Closer
+	if format != "text" && format != "" && format != "json" {
+		return nil, nil, fmt.Errorf("log format %q: want text or json", format)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	newHandler := func(out io.Writer) slog.Handler {
+		if format == "json" {
+			return slog.NewJSONHandler(out, opts)
+		}
+		return slog.NewTextHandler(out, opts)
+	}
 	switch output {
 	case "stderr", "":
 		fw := newFlushWriter(w, FlushDelay)
-		out, closer = fw, fw
+		return slog.New(newHandler(fw)), fw, nil
 	case "syslog":
-		sw, err := openSyslog()
+		sw, err := openSyslog(w)
 		if err != nil {
 			return nil, nil, fmt.Errorf("log output syslog: %w", err)
 		}
-		out, closer = sw, sw
+		if format != "json" {
+			// syslog stamps every record itself.
+			opts.ReplaceAttr = dropTime
+		}
+		return slog.New(newSyslogHandler(newHandler, sw)), sw, nil
 	default:
 		return nil, nil, fmt.Errorf("log output %q: want stderr or syslog", output)
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler
-	switch format {
-	case "text", "":
-		if output == "syslog" {
-			// syslog stamps every line itself.
-			opts.ReplaceAttr = dropTime
-		}
-		h = slog.NewTextHandler(out, opts)
-	case "json":
-		h = slog.NewJSONHandler(out, opts)
+}
+
+// syslogSender takes one formatted record of a severity (RFC 5424
+// section 6.2.1: 0 emergency .. 7 debug).
+type syslogSender interface {
+	send(severity int, msg []byte)
+	Close() error
+}
+
+// syslogSeverity maps a slog level to a syslog severity.
+func syslogSeverity(l slog.Level) int {
+	switch {
+	case l >= slog.LevelError:
+		return 3 // err
+	case l >= slog.LevelWarn:
+		return 4 // warning
+	case l >= slog.LevelInfo:
+		return 6 // info
 	default:
-		closer.Close()
-		return nil, nil, fmt.Errorf("log format %q: want text or json", format)
+		return 7 // debug
 	}
-	return slog.New(h), closer, nil
+}
+
+// syslogHandler formats each record with a text or JSON handler into a
+// buffer and sends it as one syslog record with the severity of its
+// level. Handlers made by WithAttrs and WithGroup share the buffer, its
+// lock and the sender.
+type syslogHandler struct {
+	inner slog.Handler
+	out   *syslogOut
+}
+
+type syslogOut struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	send syslogSender
+}
+
+func newSyslogHandler(newHandler func(io.Writer) slog.Handler, send syslogSender) *syslogHandler {
+	out := &syslogOut{send: send}
+	return &syslogHandler{inner: newHandler(&out.buf), out: out}
+}
+
+func (h *syslogHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.inner.Enabled(ctx, l)
+}
+
+func (h *syslogHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.out.mu.Lock()
+	defer h.out.mu.Unlock()
+	h.out.buf.Reset()
+	if err := h.inner.Handle(ctx, r); err != nil {
+		return err
+	}
+	h.out.send.send(syslogSeverity(r.Level), h.out.buf.Bytes())
+	return nil
+}
+
+func (h *syslogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &syslogHandler{inner: h.inner.WithAttrs(as), out: h.out}
+}
+
+func (h *syslogHandler) WithGroup(name string) slog.Handler {
+	return &syslogHandler{inner: h.inner.WithGroup(name), out: h.out}
 }
 
 func dropTime(groups []string, a slog.Attr) slog.Attr {

@@ -4,4 +4,4 @@ package daemon
 
 import "io"
 
-func openSyslog() (io.WriteCloser, error) { return nil, errNoSyslog }
+func openSyslog(io.Writer) (syslogSender, error) { return nil, errNoSyslog }
