@@ -41,7 +41,7 @@ type realJournald struct {
 const journaldNSScript = `set -e
 old=$1/oldrun
 mkdir "$old"
-mount --bind /run "$old"
+mount --rbind /run "$old"
 mount -t tmpfs -o mode=0755,size=64m knocktest-run /run
 mkdir /run/systemd /run/log /run/netns
 if [ -d "$old/netns" ]; then mount --rbind "$old/netns" /run/netns; fi
