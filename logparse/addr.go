@@ -155,3 +155,40 @@ func isHex(b []byte) bool {
 	}
 	return true
 }
+
+// ip4At reads a dotted-quad IPv4 address at s[i:] that ends at a space or
+// the end of s, as parseIP4 would, and returns where it ends. ok false
+// means "not such an address here"; the caller then reads the token with
+// parseAddr, which decides.
+func ip4At(s []byte, i int) (netip.Addr, int, bool) {
+	var a [4]byte
+	k, v, digits := 0, 0, 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c == '.' {
+			if digits == 0 || k == 3 {
+				return netip.Addr{}, i, false
+			}
+			a[k] = byte(v)
+			k, v, digits = k+1, 0, 0
+			continue
+		}
+		if c == ' ' {
+			break
+		}
+		d := int(c) - '0'
+		if d < 0 || d > 9 || digits == 3 || (digits == 1 && v == 0) {
+			return netip.Addr{}, i, false
+		}
+		v = v*10 + d
+		digits++
+		if v > 255 {
+			return netip.Addr{}, i, false
+		}
+	}
+	if k != 3 || digits == 0 {
+		return netip.Addr{}, i, false
+	}
+	a[3] = byte(v)
+	return netip.AddrFrom4(a), i, true
+}

@@ -267,6 +267,7 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 		frag     bool
 		udplite  bool
 		sawPorts int
+		prev     = fUnknown // the last key read, for nextKey
 	)
 	i := 0
 	for i < len(s) {
@@ -289,90 +290,113 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 		case '(', ')', ']':
 			return malformed(Netfilter, "unexpected "+string(s[i]))
 		}
-		e := nextSpace(s, i)
-		tok := s[i:e]
-		i = e + 1 // past the space, or past the end
-		eq := -1
-		for x, c := range tok {
-			if c == '=' {
-				eq = x
-				break
+		// Most tokens are a short KEY= or a short bare word: the first
+		// eight bytes, read as one word, give the '=' and the space, and
+		// the key is looked up by its bytes as an integer. Anything else
+		// takes the general way below, which gives the same result.
+		w := word8(s, i)
+		k, vs := -1, 0
+		var weq, wsp int
+		if p := &nextKey[prev]; w&p.mask == p.word && p.mask != 0 {
+			// the key the kernel prints after the previous one
+			k, vs = int(p.k), i+int(p.n)
+		} else {
+			weq, wsp = firstByte(w, '='*lows), firstByte(w, ' '*lows)
+			if weq < wsp && weq > 0 {
+				if k = keyOf(w&(1<<(8*weq)-1), weq); k >= 0 {
+					vs = i + weq + 1
+				}
 			}
 		}
-		if eq < 0 {
-			// a bare word
-			w := tok
-			if sec == 1 && h.Proto == ProtoTCP {
-				if fl := tcpFlag(w); fl != 0 {
-					if h.Flags&fl != 0 {
-						return malformed(Netfilter, "duplicate TCP flag "+string(w))
+		if k < 0 {
+			e := i + wsp
+			if wsp == 8 {
+				e = nextSpace(s, i)
+			}
+			tok := s[i:e]
+			eq := -1
+			if weq < wsp {
+				eq = weq
+			} else if wsp == 8 {
+				eq = bytes.IndexByte(tok, '=')
+			}
+			if eq < 0 {
+				// a bare word
+				i = e + 1 // past the space, or past the end
+				w := tok
+				if sec == 1 && h.Proto == ProtoTCP {
+					if fl := tcpFlag(w); fl != 0 {
+						if h.Flags&fl != 0 {
+							return malformed(Netfilter, "duplicate TCP flag "+string(w))
+						}
+						h.Flags |= fl
+						continue
 					}
-					h.Flags |= fl
+				}
+				b := -1
+				switch {
+				case string(w) == "OPT":
+					b = bOPT
+					for i < len(s) && s[i] == ' ' {
+						i++
+					}
+					if i >= len(s) || s[i] != '(' {
+						return malformed(Netfilter, "OPT without (")
+					}
+					end := groupEnd(s, i)
+					if end < 0 {
+						return malformed(Netfilter, "unterminated OPT (")
+					}
+					i = end
+					// IPv6 with old kernels: one OPT ( ) per extension header
+					if sec == 0 {
+						continue
+					}
+				case string(w) == "INCOMPLETE":
+					b = bINCOMPLETE
+					h.Incomplete = true
+				case sec == 0 && string(w) == "CE":
+					b = bCE
+				case sec == 0 && string(w) == "DF":
+					b = bDF
+				case sec == 0 && string(w) == "MF":
+					b = bMF
+				case sec == 0 && len(w) > 5 && string(w[:5]) == "FRAG:":
+					b = bFRAG
+					v, ok := atou(w[5:], 65535)
+					if !ok {
+						return malformed(Netfilter, "bad FRAG:")
+					}
+					frag = v != 0
+				case sec == 0 && string(w) == "ARP":
+					return malformed(Netfilter, "an ARP packet: no IP addresses or ports")
+				case sec == 0 && len(w) > 3 && string(w[:3]) == "ID:":
+					// IPv6 fragment identification
+					if !isHex(w[3:]) {
+						return malformed(Netfilter, "bad ID:")
+					}
 					continue
+				default:
+					return malformed(Netfilter, "unexpected word "+quoteShort(w))
 				}
-			}
-			b := -1
-			switch {
-			case string(w) == "OPT":
-				b = bOPT
-				for i < len(s) && s[i] == ' ' {
-					i++
+				if seen[sec]&(1<<b) != 0 {
+					return malformed(Netfilter, "duplicate "+keyNames[b])
 				}
-				if i >= len(s) || s[i] != '(' {
-					return malformed(Netfilter, "OPT without (")
-				}
-				end := groupEnd(s, i)
-				if end < 0 {
-					return malformed(Netfilter, "unterminated OPT (")
-				}
-				i = end
-				// IPv6 with old kernels: one OPT ( ) per extension header
-				if sec == 0 {
-					continue
-				}
-			case string(w) == "INCOMPLETE":
-				b = bINCOMPLETE
-				h.Incomplete = true
-			case sec == 0 && string(w) == "CE":
-				b = bCE
-			case sec == 0 && string(w) == "DF":
-				b = bDF
-			case sec == 0 && string(w) == "MF":
-				b = bMF
-			case sec == 0 && len(w) > 5 && string(w[:5]) == "FRAG:":
-				b = bFRAG
-				v, ok := atou(w[5:], 65535)
-				if !ok {
-					return malformed(Netfilter, "bad FRAG:")
-				}
-				frag = v != 0
-			case sec == 0 && string(w) == "ARP":
-				return malformed(Netfilter, "an ARP packet: no IP addresses or ports")
-			case sec == 0 && len(w) > 3 && string(w[:3]) == "ID:":
-				// IPv6 fragment identification
-				if !isHex(w[3:]) {
-					return malformed(Netfilter, "bad ID:")
-				}
+				seen[sec] |= 1 << b
 				continue
-			default:
-				return malformed(Netfilter, "unexpected word "+quoteShort(w))
 			}
-			if seen[sec]&(1<<b) != 0 {
-				return malformed(Netfilter, "duplicate "+keyNames[b])
+			// KEY=VALUE
+			key := tok[:eq]
+			if k = fieldKey(key); k == fUnknown {
+				// A field this parser does not know (a newer kernel, a
+				// vendor patch): tolerated and ignored, never used.
+				if !isUpperKey(key) {
+					return malformed(Netfilter, "bad key "+quoteShort(key))
+				}
+				i = e + 1
+				continue
 			}
-			seen[sec] |= 1 << b
-			continue
-		}
-		// KEY=VALUE
-		key, val := tok[:eq], tok[eq+1:]
-		k := fieldKey(key)
-		if k == fUnknown {
-			// A field this parser does not know (a newer kernel, a vendor
-			// patch): tolerated and ignored, never used.
-			if !isUpperKey(key) {
-				return malformed(Netfilter, "bad key "+quoteShort(key))
-			}
-			continue
+			vs = i + eq + 1
 		}
 		if sec == 0 && transportOnly&(1<<k) != 0 {
 			return malformed(Netfilter, keyNames[k]+"= before PROTO=")
@@ -384,9 +408,14 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 			return malformed(Netfilter, "duplicate "+keyNames[k]+"=")
 		}
 		seen[sec] |= 1 << k
+		// The value runs from vs to the next space; the number readers
+		// find that space themselves.
 		ok := true
+		e := -1
 		switch k {
 		case fIN, fOUT, fPHYSIN, fPHYSOUT:
+			e = nextSpace(s, vs)
+			val := s[vs:e]
 			ok = len(val) == 0 || validIfname(val)
 			if k == fIN {
 				in = val
@@ -396,23 +425,33 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 		case fMAC, fMACSRC, fMACDST:
 			// not used; vendor and sanitised forms vary
 		case fSRC:
-			src, ok = parseAddr(val)
+			if src, e, ok = ip4At(s, vs); !ok {
+				e = nextSpace(s, vs)
+				src, ok = parseAddr(s[vs:e])
+			}
 		case fDST:
-			dst, ok = parseAddr(val)
+			if dst, e, ok = ip4At(s, vs); !ok {
+				e = nextSpace(s, vs)
+				dst, ok = parseAddr(s[vs:e])
+			}
 		case fGATEWAY:
-			_, ok = parseAddr(val)
+			e = nextSpace(s, vs)
+			_, ok = parseAddr(s[vs:e])
 		case fLEN, fTTL, fID, fTC, fHOPLIMIT, fFLOWLBL, fSEQ, fACK, fWINDOW, fURGP,
 			fPARAMETER, fMTU, fUID, fGID, fVID:
-			ok = isDigits(val) && len(val) <= 10
+			_, e, ok = decimalAt(s, vs, 10, 1<<63)
 		case fTOS, fPREC, fRES, fMACPROTO, fVPROTO, fMARK, fSPI:
-			ok = isHex(val) && len(val) <= 10
+			e = nextSpace(s, vs)
+			ok = isHex(s[vs:e]) && e-vs <= 10
 		case fPROTO:
+			e = nextSpace(s, vs)
+			val := s[vs:e]
 			sec = 1
 			h.Proto, ok = protoOf(val)
 			udplite = string(val) == "UDPLITE"
 		case fSPT, fDPT:
 			var v uint64
-			v, ok = atou(val, 65535)
+			v, e, ok = decimalAt(s, vs, 20, 65535)
 			sawPorts++
 			switch {
 			case udplite:
@@ -426,7 +465,7 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 			}
 		case fTYPE, fCODE:
 			var v uint64
-			v, ok = atou(val, 255)
+			v, e, ok = decimalAt(s, vs, 20, 255)
 			if k == fTYPE {
 				h.ICMPType = uint8(v)
 			} else {
@@ -434,9 +473,14 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 			}
 			ok = ok && (h.Proto == ProtoICMP || h.Proto == ProtoICMPv6)
 		}
-		if !ok {
-			return malformed(Netfilter, "bad "+keyNames[k]+"= value "+quoteShort(val))
+		if !ok || e < 0 {
+			e = nextSpace(s, vs)
 		}
+		if !ok {
+			return malformed(Netfilter, "bad "+keyNames[k]+"= value "+quoteShort(s[vs:e]))
+		}
+		i = e + 1 // past the space, or past the end
+		prev = k
 	}
 
 	switch {
