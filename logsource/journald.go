@@ -55,6 +55,13 @@ type JournaldOptions struct {
 // and the wall clock does not step back; a line without a stamp it can
 // read moves the resume point to the time the line was read.
 //
+// Latency: journald makes new entries visible to journalctl in batches
+// (it posts journal file changes on a timer). Measured on Debian 12
+// (systemd 252): a LOG line reaches journald within a few milliseconds
+// and the source 250 to 500 ms later, against about a millisecond through
+// /dev/kmsg (Kmsg). Bursts are not rate limited on the kernel transport:
+// 3000 LOG lines in about a second all arrived.
+//
 // When ctx ends the child gets SIGTERM, then SIGKILL after two seconds,
 // and is always waited for: no zombie. On Linux the child is also killed
 // if the daemon dies.

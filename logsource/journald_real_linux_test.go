@@ -198,7 +198,7 @@ type hits struct {
 	ports   []int
 	lines   []string
 	delays  map[int]time.Duration // by DPT: from the SYN to Line.Received
-	foreign []string        // lines with the prefix that are not kernel LOG lines of ours
+	foreign []string              // lines with the prefix that are not kernel LOG lines of ours
 }
 
 func (h *hits) emit(l Line) {
@@ -245,7 +245,7 @@ func (h *hits) waitPort(t *testing.T, port int, timeout time.Duration) {
 	}
 }
 
-// delays returns the delays of the given ports, sorted.
+// sortedDelays returns the delays of the given ports, sorted.
 func (h *hits) sortedDelays(ports []int) []time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -318,7 +318,7 @@ func TestJournaldRealKernelLines(t *testing.T) {
 	h.mu.Lock()
 	first := h.lines[0]
 	h.mu.Unlock()
-	// The line is journalctl's short-iso form of the whole LOG record.
+	// The line is journalctl's short-iso-precise form of the whole LOG record.
 	for _, part := range []string{"kernel: " + k.prefix + "IN=", "SRC=" + k.n.Client.IP4.String(), "PROTO=TCP", "DPT=750 ", " SYN "} {
 		if !strings.Contains(first, part) {
 			t.Errorf("line %q lacks %q", first, part)
@@ -327,6 +327,9 @@ func TestJournaldRealKernelLines(t *testing.T) {
 	// The burst waits for journalctl to start; single lines take the
 	// steady path kernel -> journald -> journal file -> journalctl.
 	b, one := h.sortedDelays(burst), h.sortedDelays(single)
+	if len(b) == 0 || len(one) == 0 {
+		t.Fatalf("no delays measured (burst %d, single %d)", len(b), len(one))
+	}
 	t.Logf("%d LOG lines through journald, SYN to delivery: burst right after Ready slowest %v; single lines median %v, slowest %v",
 		len(ports), b[len(b)-1].Round(time.Millisecond), one[len(one)/2].Round(10*time.Microsecond), one[len(one)-1].Round(10*time.Microsecond))
 	if st := src.Stats(); st.Restarts != 0 || st.Dropped != 0 || st.Overlong != 0 {
