@@ -57,10 +57,10 @@ type JournaldOptions struct {
 //
 // Latency: journald makes new entries visible to journalctl in batches
 // (it posts journal file changes on a timer). Measured on Debian 12
-// (systemd 252): a LOG line reaches journald within a few milliseconds
-// and the source 250 to 500 ms later, against about a millisecond through
-// /dev/kmsg (Kmsg). Bursts are not rate limited on the kernel transport:
-// 3000 LOG lines in about a second all arrived.
+// (systemd 252): a LOG line reaches journald, which reads /dev/kmsg as
+// Kmsg does, within a few milliseconds, and the source 250 to 500 ms
+// later. Bursts are not rate limited on the kernel transport: 3000 LOG
+// lines sent within seconds all arrived.
 //
 // When ctx ends the child gets SIGTERM, then SIGKILL after two seconds,
 // and is always waited for: no zombie. On Linux the child is also killed
