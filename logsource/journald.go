@@ -123,8 +123,8 @@ func (j *Journald) String() string {
 // Stats returns the source's counters; Restarts counts journalctl restarts.
 func (j *Journald) Stats() Stats { return j.c.snapshot() }
 
-// Ready is closed once journalctl was started the first time (it
-// follows the journal from its end, -n 0).
+// Ready is closed once journalctl was started the first time: every
+// entry journald records from then on is delivered (see Journald).
 func (j *Journald) Ready() <-chan struct{} { return j.rdy.ch() }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -158,7 +158,8 @@ func (j *Journald) Run(ctx context.Context, emit func(Line)) error {
 			backoff = j.min
 		}
 		j.c.restarts.Add(1)
-		j.log.Warn("journalctl exited, restarting", "err", err, "stderr", j.lastStderr, "in", backoff)
+		j.log.Warn("journalctl exited, restarting", "err", err, "stderr", j.lastStderr, "in", backoff,
+			"resume", time.UnixMicro(j.pos.at).UTC().Format("2006-01-02T15:04:05.000000Z"))
 		if !j.sleep(ctx, backoff) {
 			return nil
 		}
