@@ -171,6 +171,8 @@ type File struct {
 	rdy          readiness
 	scan         []byte        // lastLineEnd's buffer
 	check, stall time.Duration // pump: look at the file after check without a line; restart a tail stalled for stall
+	wake         time.Duration // pump: start a new tail when the running one handed no line over for wake
+	wakes        atomic.Uint64 // tails replaced by wakeTail
 }
 
 // NewFile returns a source following the log file at path.
@@ -188,6 +190,7 @@ func NewFile(path string, opts FileOptions) *File {
 		scan:  make([]byte, 64<<10),
 		kick:  make(chan struct{}, 1),
 		check: 4 * TailPollInterval,
+		wake:  TailWake,
 		stall: 2 * time.Second,
 	}
 	if s.log == nil {

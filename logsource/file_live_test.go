@@ -282,7 +282,8 @@ func TestFileLiveRotation(t *testing.T) {
 			if st.Lines != uint64(len(e.w.want)) || st.Dropped != 0 || st.Overlong != 0 {
 				t.Fatalf("stats = %+v", st)
 			}
-			t.Logf("%d lines, stats %+v", len(e.w.want), st)
+			t.Logf("%d lines, stats %+v, generations read from the siblings: %d", len(e.w.want), st,
+				strings.Count(trace.String(), "did not see at the path"))
 		})
 	}
 }

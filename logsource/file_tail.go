@@ -20,9 +20,15 @@ import (
 // and the checks that supervise it; the rules are in the File doc.
 
 // TailPollInterval is how often a running tail stats its file for new
-// data (nxadm/tail's polling watcher, watch.POLL_DURATION): the delay
-// before a line written to a quiet log is read.
+// data (nxadm/tail's polling watcher, watch.POLL_DURATION). The source
+// does not wait for it when it knows of new lines: see TailWake.
 const TailPollInterval = 20 * time.Millisecond
+
+// TailWake is how long the source, knowing of complete lines past the
+// last one delivered (a change notice, or its own look), waits for the
+// tail to hand one over before it starts a new tail there: a tail idle at
+// the end of its file notices growth only on its next poll.
+const TailWake = time.Millisecond
 
 // tailFatals counts util.Fatal calls made inside nxadm/tail (see init).
 var tailFatals atomic.Uint64
@@ -99,6 +105,14 @@ func (t *tracked) stopTail() error {
 	return err
 }
 
+// wakeTail replaces t's tail, idle at an end the file has grown past,
+// by one started at t.off, which reads at once. It is not a failure.
+func (s *File) wakeTail(t *tracked) {
+	s.wakes.Add(1)
+	_ = t.stopTail()
+	s.startTail(t)
+}
+
 // tailFailed stops t's tail after an unexpected end or stall, counts a
 // restart, and delays the next start (doubling up to maxTailBackoff) so
 // a tail that dies at once cannot spin.
@@ -169,6 +183,9 @@ const maxBatch = 4096
 func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Line)) drainResult {
 	check := time.NewTimer(s.check)
 	defer check.Stop()
+	wake := time.NewTimer(s.wake)
+	defer wake.Stop()
+	wakeAfter := s.wake
 	lastProgress := time.Now()
 	tries := 0
 	done := ctx.Done()
@@ -187,6 +204,7 @@ func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Lin
 		t.held = nil
 		if l == nil {
 			check.Reset(s.check)
+			wake.Reset(wakeAfter)
 			select {
 			case <-done:
 				done = nil
@@ -213,6 +231,15 @@ func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Lin
 					continue
 				}
 				l = got
+			case <-wake.C:
+				// The file holds complete lines past t.off and the tail
+				// handed none over for wakeAfter: it waits for its own
+				// poll (TailPollInterval). A new tail at t.off reads them
+				// now. Doubled each time in a row, so a tail that is only
+				// slow to get a CPU is not restarted over and over.
+				s.wakeTail(t)
+				wakeAfter = min(2*wakeAfter, s.check)
+				continue
 			case <-check.C:
 				// No line for a while: look at the file ourselves.
 				if res := s.look(t); res != drainEOF {
@@ -232,6 +259,7 @@ func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Lin
 		case drainEOF:
 			lastProgress = time.Now()
 			t.failures = 0
+			wakeAfter = s.wake
 		case drainResync:
 			s.tailFailed(t, "tail skipped past the last delivered line", nil)
 			if tries++; tries > 3 {

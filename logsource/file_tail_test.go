@@ -117,6 +117,7 @@ func TestFileSupervisorRestartsTail(t *testing.T) {
 			appendFile(t, path, "")
 			s := newStepper(t, path, FileOptions{})
 			s.src.stall = 200 * time.Millisecond
+			s.src.wake = time.Hour // restarts, not wake-ups, are under test
 			appendFile(t, path, "1\n")
 			s.expect("1")
 			if s.src.cur.tl == nil {
@@ -134,6 +135,33 @@ func TestFileSupervisorRestartsTail(t *testing.T) {
 			t.Logf("stats %+v", st)
 		})
 	}
+}
+
+// TestFileWakesAnIdleTail: a tail idle at the end of its file notices
+// growth only on its next poll (TailPollInterval); the source, which knows
+// of the new lines from its own look, starts a new tail at the last
+// delivered line instead of waiting for that poll.
+func TestFileWakesAnIdleTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kern.log")
+	appendFile(t, path, "")
+	s := newStepper(t, path, FileOptions{})
+	s.src.check = time.Hour // no other look or restart while waiting
+	appendFile(t, path, "0\n")
+	s.expect("0")
+	for i := 1; i <= 5; i++ {
+		time.Sleep(3 * TailPollInterval / 2) // the tail polls and finds nothing: idle
+		appendFile(t, path, fmt.Sprintf("%d\n", i))
+		s.expect(fmt.Sprint(i))
+	}
+	// The tail's own poll may come first once in a while (within TailWake
+	// of the write: about one round in twenty), not five times in a row.
+	if s.src.wakes.Load() == 0 {
+		t.Fatal("the idle tail was never woken; every line waited for the tail's poll")
+	}
+	if st := s.src.Stats(); st.Restarts != 0 || st.Lines != 6 {
+		t.Fatalf("stats = %+v", st)
+	}
+	t.Logf("%d of 5 lines read by a woken tail", s.src.wakes.Load())
 }
 
 // TestFileRunStaysWithTailAcrossManyRotations: ten rotations by rename
