@@ -20,6 +20,7 @@ var (
 	keyFW   = []byte("fw: ")
 	keySRC  = []byte("SRC=")
 	keyIN   = []byte("IN=")
+	keyOUT  = []byte("OUT=")
 	keyKern = []byte("kernel:")
 )
 
@@ -42,7 +43,23 @@ func Parse(line []byte, h *Hit) error {
 		}
 		return parseIPFW(line, h)
 	}
+	// The kernel's IN= is the last one followed by one token and " OUT="
+	// (findAnchor). Nearly always that is also the first, and the fields
+	// after it say so: a later " OUT=" would be a second OUT= token,
+	// which the field loop refuses, unless it hid in a skipped group. So
+	// parse from the first, and look for the last only when that fails.
+	first := firstAnchor(line)
+	var err error
+	if first >= 0 {
+		groupOUT := false
+		if err = parseNetfilter(line, first, h, &groupOUT); err == nil && !groupOUT {
+			return nil
+		}
+	}
 	anchor := findAnchor(line)
+	if anchor >= 0 && anchor == first {
+		return err
+	}
 	if anchor < 0 {
 		anchor = pveAnchor(line)
 	}
@@ -51,7 +68,26 @@ func Parse(line []byte, h *Hit) error {
 		// program's text, or the tail of a record broken over lines.
 		return ErrNotFirewall
 	}
-	return parseNetfilter(line, anchor, h)
+	var groupOUT bool
+	return parseNetfilter(line, anchor, h, &groupOUT)
+}
+
+// firstAnchor returns the offset of the first "IN=" that findAnchor
+// considers and that is followed by one token and " OUT=", or -1.
+func firstAnchor(s []byte) int {
+	for off := 0; off < len(s); {
+		i := bytes.Index(s[off:], keyIN)
+		if i < 0 {
+			break
+		}
+		i += off
+		j := nextSpace(s, i+3)
+		if len(s)-j >= 5 && s[j+1] == 'O' && s[j+2] == 'U' && s[j+3] == 'T' && s[j+4] == '=' {
+			return i
+		}
+		off = j
+	}
+	return -1
 }
 
 // findAnchor returns the offset of the kernel's "IN=", the last "IN="
@@ -230,7 +266,10 @@ var keyNames = [...]string{
 	bCE: "CE", bDF: "DF", bMF: "MF", bFRAG: "FRAG", bINCOMPLETE: "INCOMPLETE", bOPT: "OPT",
 }
 
-func parseNetfilter(line []byte, anchor int, h *Hit) error {
+// parseNetfilter reads the line with the kernel's fields from anchor on.
+// It sets *groupOUT when it skips a bracketed group holding "OUT=", where
+// a later anchor could hide.
+func parseNetfilter(line []byte, anchor int, h *Hit, groupOUT *bool) error {
 	oldPrefix, oldIn, oldOut := h.Prefix, h.In, h.Out
 	*h = Hit{Kind: Netfilter}
 	f, reason := parseFrame(line, h)
@@ -284,6 +323,9 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 			end := groupEnd(s, i)
 			if end < 0 {
 				return malformed(Netfilter, "unterminated [")
+			}
+			if bytes.Contains(s[i:end], keyOUT) {
+				*groupOUT = true
 			}
 			i = end
 			continue
@@ -346,6 +388,9 @@ func parseNetfilter(line []byte, anchor int, h *Hit) error {
 					end := groupEnd(s, i)
 					if end < 0 {
 						return malformed(Netfilter, "unterminated OPT (")
+					}
+					if bytes.Contains(s[i:end], keyOUT) {
+						*groupOUT = true
 					}
 					i = end
 					// IPv6 with old kernels: one OPT ( ) per extension header
