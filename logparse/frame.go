@@ -33,7 +33,13 @@ type frame struct {
 // process, not the kernel, wrote the line.
 func parseFrame(p []byte, h *Hit) (frame, string) {
 	f := frame{facility: facUnknown}
-	if len(p) > 0 && p[0] >= '0' && p[0] <= '9' {
+	// A /dev/kmsg header starts with digits and a comma, pvefw-logger's
+	// with digits and a space; an RFC 3339 stamp has neither.
+	d := 0
+	for d < len(p) && isDigit(p[d]) {
+		d++
+	}
+	if d > 0 && d < len(p) && p[d] == ',' {
 		if rest, pri, usec, ok := kmsgHeader(p); ok {
 			h.Uptime = time.Duration(usec) * time.Microsecond
 			f.facility = pri >> 3
@@ -41,6 +47,8 @@ func parseFrame(p []byte, h *Hit) (frame, string) {
 			f.msg = rest
 			return f, ""
 		}
+	}
+	if d > 0 && d < len(p) && p[d] == ' ' {
 		if rest, ok := pveHeader(p, h); ok {
 			f.msg = rest
 			return f, ""
@@ -415,7 +423,7 @@ func pveHeader(p []byte, h *Hit) ([]byte, bool) {
 	if off != 0 {
 		loc = fixedZone(off)
 	}
-	h.Time = time.Date(int(y), time.Month(mon), int(d), hh, mm, ss, 0, loc)
+	h.Time = date(int(y), mon, int(d), hh, mm, ss, 0, off, loc)
 	return p[27:], true
 }
 

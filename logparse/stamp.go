@@ -63,7 +63,7 @@ func fullTime(p []byte, h *Hit) ([]byte, bool) {
 	if len(zone) == 0 || len(zone) > 6 || !isLetter(zone[0]) {
 		return nil, false
 	}
-	h.Time = time.Date(int(y), time.Month(mo), int(d), hh, mm, ss, ns, time.UTC)
+	h.Time = date(int(y), int(mo), int(d), hh, mm, ss, ns, 0, time.UTC)
 	return rest, true
 }
 
@@ -87,7 +87,7 @@ func bsdTime(p []byte, year int, h *Hit) ([]byte, bool) {
 	if !ok || i >= len(p) || p[i] != ' ' {
 		return nil, false
 	}
-	h.Time = time.Date(year, time.Month(mon), day, hh, mm, ss, ns, time.UTC)
+	h.Time = date(year, mon, day, hh, mm, ss, ns, 0, time.UTC)
 	return p[i:], true
 }
 
@@ -106,7 +106,7 @@ func rfc3339(p []byte, h *Hit) ([]byte, bool) {
 	if !ok || i >= len(p) {
 		return nil, false
 	}
-	loc := time.UTC
+	loc, off := time.UTC, 0
 	switch p[i] {
 	case 'Z', 'z':
 		i++
@@ -128,13 +128,13 @@ func rfc3339(p []byte, h *Hit) ([]byte, bool) {
 			return nil, false
 		}
 		i = j
-		if off := sign * (oh*3600 + om*60); off != 0 {
+		if off = sign * (oh*3600 + om*60); off != 0 {
 			loc = fixedZone(off)
 		}
 	default:
 		return nil, false
 	}
-	h.Time = time.Date(int(y), time.Month(mo), int(d), hh, mm, ss, ns, loc)
+	h.Time = date(int(y), int(mo), int(d), hh, mm, ss, ns, off, loc)
 	return p[i:], true
 }
 
@@ -190,7 +190,7 @@ func dmesgCtime(p []byte, h *Hit) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
-	h.Time = time.Date(int(y), time.Month(mon), day, hh, mm, ss, ns, time.UTC)
+	h.Time = date(int(y), mon, day, hh, mm, ss, ns, 0, time.UTC)
 	rest := q[i+6:]
 	if len(rest) > 0 && rest[0] == ' ' {
 		rest = rest[1:]
@@ -286,4 +286,33 @@ func fixedZone(off int) *time.Location {
 	z := &zoneEntry{off: off, loc: time.FixedZone("", off)}
 	lastZone.Store(z)
 	return z.loc
+}
+
+// date is time.Date for the checked fields of a log stamp (year 0-9999,
+// month 1-12, day 1-31, hh 0-23, mm 0-59, ss 0-60) at the fixed offset
+// off of loc, without time.Date's general normalisation and zone look-up:
+// the days from the civil date (H. Hinnant's days_from_civil, proleptic
+// Gregorian as time.Date), then time.Unix. A day past the month's end or
+// second 60 carries over as in time.Date.
+func date(year, month, day, hh, mm, ss, ns, off int, loc *time.Location) time.Time {
+	y := year
+	if month <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 {
+		era = (y - 399) / 400
+	}
+	yoe := y - era*400
+	mp := month + 9 // months since March
+	if mp >= 12 {
+		mp -= 12
+	}
+	doe := yoe*365 + yoe/4 - yoe/100 + (153*mp+2)/5 + day - 1
+	days := era*146097 + doe - 719468 // since 1970-01-01
+	t := time.Unix(int64(days)*86400+int64(hh*3600+mm*60+ss-off), int64(ns))
+	if loc == time.UTC {
+		return t.UTC()
+	}
+	return t.In(loc)
 }
