@@ -17,7 +17,6 @@ import (
 // of admin text and may look like anything, "IN=" included.
 
 var (
-	keyFW   = []byte("fw: ")
 	keySRC  = []byte("SRC=")
 	keyIN   = []byte("IN=")
 	keyOUT  = []byte("OUT=")
@@ -744,38 +743,41 @@ func pveAnchor(line []byte) int {
 // output (Parse returns ErrNotFirewall), so a reader may skip such lines
 // without calling Parse.
 //
-// It looks for the '=' and checks the three bytes before: 'S' is so
-// common in log text (SHA256, Started, Session, SYN) that bytes.Index,
-// led by it, stops every few bytes, while '=' is rare outside firewall
-// lines. On the 1M-line mix of bench/ this is about 5x faster.
+// It looks for the 'R' and checks the byte before and the two after:
+// bytes.Index, led by 'S', stops every few bytes in log text (SHA256,
+// Started, Session, SYN), and even '=' (URLs, key=value daemons, every
+// other firewall field) is several times as common as an upper-case 'R'.
+// On the 1M-line mix of bench/ this is about 3x faster than a search led
+// by '=' and 10x faster than bytes.Index.
 func IndexSRC(b []byte) int {
 	off := 0
 	for {
-		i := bytes.IndexByte(b[off:], '=')
+		i := bytes.IndexByte(b[off:], 'R')
 		if i < 0 {
 			return -1
 		}
 		i += off
-		if i >= 3 && b[i-3] == 'S' && b[i-2] == 'R' && b[i-1] == 'C' {
-			return i - 3
+		if i >= 1 && i+2 < len(b) && b[i-1] == 'S' && b[i+1] == 'C' && b[i+2] == '=' {
+			return i - 1
 		}
 		off = i + 1
 	}
 }
 
 // IndexIPFW returns the index of the first "ipfw: " in b, or -1. It looks
-// for "fw: " and checks the two bytes before: 'i' is so common in text
-// that a search led by it is several times slower.
+// for the 'w', the rarest of those bytes in text, and checks the bytes
+// around it: bytes.Index, led by 'f' (or 'i'), calls back into its byte
+// search every few dozen bytes of text and is about 1.5x slower on the mix.
 func IndexIPFW(b []byte) int {
 	off := 0
 	for {
-		i := bytes.Index(b[off:], keyFW)
+		i := bytes.IndexByte(b[off:], 'w')
 		if i < 0 {
 			return -1
 		}
 		i += off
-		if i >= 2 && b[i-2] == 'i' && b[i-1] == 'p' {
-			return i - 2
+		if i >= 3 && i+2 < len(b) && b[i+1] == ':' && b[i+2] == ' ' && b[i-1] == 'f' && b[i-2] == 'p' && b[i-3] == 'i' {
+			return i - 3
 		}
 		off = i + 1
 	}

@@ -286,3 +286,19 @@ func TestIndexSRCMatchesBytesIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexIPFWMatchesBytesIndex compares IndexIPFW with bytes.Index on
+// random text rich in the bytes it looks at.
+func TestIndexIPFWMatchesBytesIndex(t *testing.T) {
+	alphabet := []byte("ipfw: \nx")
+	r := rand.New(rand.NewPCG(9, 9))
+	for n := range 20000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		if got, want := IndexIPFW(b), bytes.Index(b, []byte("ipfw: ")); got != want {
+			t.Fatalf("case %d: IndexIPFW(%q) = %d, bytes.Index gives %d", n, b, got, want)
+		}
+	}
+}
