@@ -23,12 +23,12 @@ func flow(t *testing.T, w *world, d *daemonProc, conf string) {
 
 	expectClosed(t, c, srv, portA, "before knocking")
 
-	m := d.mark()
+	m := d.Mark()
 	w.knock(c, srv, portA, 10)
 	took := expectOpenWithin(t, c, srv, portA, openWithin, "after knockclient knock --time 10")
 	t.Logf("%s/%s: port open %v after knockclient returned", w.opts.backend, t.Name(), took.Round(time.Millisecond))
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "accepted", "src": src, "user": "alice", "port": "2222"})
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "addr": src, "port": "2222"})
+	d.WaitEvent(m, 5*time.Second, map[string]string{"event": "accepted", "src": src, "user": "alice", "port": "2222"})
+	d.WaitEvent(m, 5*time.Second, map[string]string{"event": "opened", "addr": src, "port": "2222"})
 
 	// The grant is for one port and one address.
 	expectClosed(t, c, srv, portB, "a port that was not asked for")
@@ -41,10 +41,10 @@ func flow(t *testing.T, w *world, d *daemonProc, conf string) {
 		t.Errorf("knockdaemon status does not show the grant for %s port 2222:\n%s", src, out)
 	}
 
-	m = d.mark()
+	m = d.Mark()
 	w.knock(c, srv, portA, 255)
 	expectClosedWithin(t, c, srv, portA, 2*time.Second, "after knockclient knock --time 255")
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "closed", "addr": src, "port": "2222"})
+	d.WaitEvent(m, 5*time.Second, map[string]string{"event": "closed", "addr": src, "port": "2222"})
 	out, err = w.ctl(conf, "status")
 	if err != nil {
 		t.Errorf("knockdaemon status: %v\n%s", err, out)
@@ -99,21 +99,21 @@ wait_timeout = "3s"
 	expectClosedWithin(t, c, c.ServerIP4, portB, 2*time.Second, "after knockclient knock lab --close")
 
 	// knockdaemon revoke closes a grant from the server side.
-	m := d.mark()
+	m := d.Mark()
 	w.knock(c, c.ServerIP4, portC, 8)
 	expectOpenWithin(t, c, c.ServerIP4, portC, openWithin, "port C after its knock")
 	if out, err := w.ctl(conf, "revoke", c.IP4.String(), strconv.Itoa(int(portC))); err != nil {
 		t.Errorf("knockdaemon revoke %s %d: %v\n%s", c.IP4, portC, err, out)
 	}
 	expectClosedWithin(t, c, c.ServerIP4, portC, 2*time.Second, "after knockdaemon revoke")
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "closed", "reason": "revoke", "addr": c.IP4.String()})
+	d.WaitEvent(m, 5*time.Second, map[string]string{"event": "closed", "reason": "revoke", "addr": c.IP4.String()})
 	// Port A's grant is untouched by the revoke of port C.
 	if !canConnect(c, c.ServerIP4, portA, openProbe) {
 		t.Errorf("revoking port C closed port A too")
 	}
 
 	// close_on_exit: SIGTERM closes what is open.
-	d.stop()
+	d.Stop()
 	expectClosed(t, c, c.ServerIP4, portA, "after the daemon stopped (close_on_exit)")
 
 	// knockdaemon teardown removes the chain and the jump it made, and
@@ -146,10 +146,10 @@ func TestDryRun(t *testing.T) {
 	conf := w.writeConfig(conf{})
 	d := w.startDaemon(conf, nil, "--dry-run")
 	c := w.net.Client
-	m := d.mark()
+	m := d.Mark()
 	w.knock(c, c.ServerIP4, portA, 5)
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "accepted", "src": c.IP4.String()})
-	line := d.waitLine(m, 5*time.Second, "iptables command opening port 2222", func(l string) bool {
+	d.WaitEvent(m, 5*time.Second, map[string]string{"event": "accepted", "src": c.IP4.String()})
+	line := d.WaitLine(m, 5*time.Second, "iptables command opening port 2222", func(l string) bool {
 		return strings.Contains(l, "iptables") && strings.Contains(l, c.IP4.String()) &&
 			strings.Contains(l, "2222") && strings.Contains(l, "ACCEPT") && !strings.HasPrefix(l, "{")
 	})
@@ -168,11 +168,11 @@ func TestShortOpeningExpires(t *testing.T) {
 	conf := w.writeConfig(conf{})
 	d := w.startDaemon(conf, nil)
 	c := w.net.Client
-	m := d.mark()
+	m := d.Mark()
 	knocked := time.Now()
 	w.knock(c, c.ServerIP4, portA, 1)
 	expectOpenWithin(t, c, c.ServerIP4, portA, openWithin, "after knock --time 1")
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "addr": c.IP4.String()})
+	d.WaitEvent(m, 5*time.Second, map[string]string{"event": "opened", "addr": c.IP4.String()})
 
 	sleepUntil(knocked.Add(55 * time.Second))
 	if !canConnect(c, c.ServerIP4, portA, openProbe) {
@@ -181,7 +181,7 @@ func TestShortOpeningExpires(t *testing.T) {
 	sleepUntil(knocked.Add(60 * time.Second))
 	expectClosedWithin(t, c, c.ServerIP4, portA, 4*time.Second, "one minute after knock --time 1")
 	t.Logf("closed %v after the knock", time.Since(knocked).Round(100*time.Millisecond))
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "closed", "addr": c.IP4.String(), "port": "2222"})
+	d.WaitEvent(m, 5*time.Second, map[string]string{"event": "closed", "addr": c.IP4.String(), "port": "2222"})
 }
 
 func sleepUntil(at time.Time) {
@@ -204,7 +204,7 @@ func TestRejections(t *testing.T) {
 	skewed := w.net.AddClient(t)  // has the right key and a wrong clock
 
 	t.Run("wrong key", func(t *testing.T) {
-		m := d.mark()
+		m := d.Mark()
 		w.knockWith(mallory, mallory.ServerIP4, w.otherKey(), portA, 5)
 		expectRefused(t, d, m, mallory)
 		expectClosed(t, mallory, mallory.ServerIP4, portA, "after a knock with the wrong key")
@@ -214,7 +214,7 @@ func TestRejections(t *testing.T) {
 		// A sequence made ten minutes ago (a client clock ten minutes
 		// behind), sent with knockd's knock client.
 		ports := w.sequence(skewed, w.clientKey, portA, 5, time.Now().Add(-10*time.Minute))
-		m := d.mark()
+		m := d.Mark()
 		w.knockdKnock(skewed, skewed.ServerIP4, ports, false)
 		expectRefused(t, d, m, skewed)
 		expectClosed(t, skewed, skewed.ServerIP4, portA, "after a knock from a clock 10 minutes off")
@@ -222,11 +222,11 @@ func TestRejections(t *testing.T) {
 
 	t.Run("replay", func(t *testing.T) {
 		tap := openTap(t)
-		m := d.mark()
+		m := d.Mark()
 		before := time.Now()
 		w.knock(a, a.ServerIP4, portA, 5)
 		expectOpenWithin(t, a, a.ServerIP4, portA, openWithin, "after the genuine knock")
-		d.waitEvent(m, 5*time.Second, map[string]string{"event": "accepted", "src": a.IP4.String()})
+		d.WaitEvent(m, 5*time.Second, map[string]string{"event": "accepted", "src": a.IP4.String()})
 
 		// What an eavesdropper saw: the eight knock ports, in order.
 		var sniffed []string
@@ -246,19 +246,19 @@ func TestRejections(t *testing.T) {
 			}
 		}
 
-		m = d.mark()
+		m = d.Mark()
 		w.knockdKnock(eve, eve.ServerIP4, sniffed, false)
-		d.waitEvent(m, 5*time.Second, map[string]string{"event": "rejected", "src": eve.IP4.String(), "reason": "replay"})
+		d.WaitEvent(m, 5*time.Second, map[string]string{"event": "rejected", "src": eve.IP4.String(), "reason": "replay"})
 		expectClosed(t, eve, eve.ServerIP4, portA, "after replaying a sniffed sequence from another host")
 
-		m = d.mark()
+		m = d.Mark()
 		w.knockdKnock(a, a.ServerIP4, sniffed, false)
-		d.waitEvent(m, 5*time.Second, map[string]string{"event": "rejected", "src": a.IP4.String(), "reason": "replay"})
-		d.noEvent(m, map[string]string{"event": "accepted"})
+		d.WaitEvent(m, 5*time.Second, map[string]string{"event": "rejected", "src": a.IP4.String(), "reason": "replay"})
+		d.NoEvent(m, map[string]string{"event": "accepted"})
 	})
 
 	// One failure per source is not a lockout.
-	d.noEvent(0, map[string]string{"event": "lockout"})
+	d.NoEvent(0, map[string]string{"event": "lockout"})
 
 	// No secret in any log line.
 	secret, err := os.ReadFile(w.key)
@@ -269,7 +269,7 @@ func TestRejections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := d.text()
+	log := d.Text()
 	for _, s := range []string{strings.TrimSpace(string(secret)), base64.RawStdEncoding.EncodeToString(raw), strings.ToLower(hexOf(raw))} {
 		if strings.Contains(log, s) {
 			t.Errorf("the daemon's log contains the secret key")
@@ -288,12 +288,12 @@ const rejectReasons = "check|port0|nokey|policy_port|policy_time|policy_delegati
 // opens and the log says why.
 func expectRefused(t *testing.T, d *daemonProc, mark int, p *netnstest.Peer) {
 	t.Helper()
-	e := d.waitEvent(mark, 5*time.Second, map[string]string{"event": "rejected", "src": p.IP4.String(), "reason": rejectReasons})
-	if r := e.get("reason"); r == "replay" || r == "lockout" {
+	e := d.WaitEvent(mark, 5*time.Second, map[string]string{"event": "rejected", "src": p.IP4.String(), "reason": rejectReasons})
+	if r := e.Get("reason"); r == "replay" || r == "lockout" {
 		t.Errorf("a first knock from %s was rejected with reason=%s, want check (or a policy reason)", p.IP4, r)
 	}
-	d.noEvent(mark, map[string]string{"event": "accepted", "src": p.IP4.String()})
-	d.noEvent(mark, map[string]string{"event": "opened", "addr": p.IP4.String()})
+	d.NoEvent(mark, map[string]string{"event": "accepted", "src": p.IP4.String()})
+	d.NoEvent(mark, map[string]string{"event": "opened", "addr": p.IP4.String()})
 }
 
 func hexOf(b []byte) string {
@@ -312,11 +312,11 @@ func TestIPv6(t *testing.T) {
 	d := w.startDaemon(w.writeConfig(conf{}), nil)
 	c := w.net.Client
 	expectClosed(t, c, c.ServerIP6, portA, "IPv6, before knocking")
-	m := d.mark()
+	m := d.Mark()
 	w.knock(c, c.ServerIP6, portA, 5)
 	took := expectOpenWithin(t, c, c.ServerIP6, portA, openWithin, "IPv6, after the knock")
 	t.Logf("IPv6 port open %v after knockclient returned", took.Round(time.Millisecond))
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "addr": c.IP6.String(), "port": "2222"})
+	d.WaitEvent(m, 5*time.Second, map[string]string{"event": "opened", "addr": c.IP6.String(), "port": "2222"})
 	// The grant is for the IPv6 address that knocked, not its IPv4 twin.
 	expectClosed(t, c, c.ServerIP4, portA, "over IPv4 after an IPv6 knock")
 	w.knock(c, c.ServerIP6, portA, 255)
@@ -330,10 +330,10 @@ func TestUDPKnocks(t *testing.T) {
 	d := w.startDaemon(w.writeConfig(conf{}), nil)
 	c := w.net.Client
 	expectClosed(t, c, c.ServerIP4, portA, "before knocking")
-	m := d.mark()
+	m := d.Mark()
 	w.knock(c, c.ServerIP4, portA, 5, "--udp")
 	expectOpenWithin(t, c, c.ServerIP4, portA, openWithin, "after UDP knocks")
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "addr": c.IP4.String(), "port": "2222"})
+	d.WaitEvent(m, 5*time.Second, map[string]string{"event": "opened", "addr": c.IP4.String(), "port": "2222"})
 }
 
 // Case 8: the nftables backend, in the admin's own table and chain.
@@ -373,7 +373,7 @@ func TestKill9Restart(t *testing.T) {
 	// later would.
 	time.Sleep(500 * time.Millisecond)
 
-	d.kill9()
+	d.Kill9()
 	// The firewall still holds both openings: nobody closed them.
 	if !canConnect(c, srv, portA, openProbe) || !canConnect(c, srv, portB, openProbe) {
 		t.Fatalf("an opening vanished with the daemon; the test needs a backend without kernel timeouts")
@@ -387,7 +387,7 @@ func TestKill9Restart(t *testing.T) {
 	d2 := w.startDaemon(conf, nil)
 	took := expectClosedWithin(t, c, srv, portA, 2*time.Second, "port A, expired while the daemon was down, after the restart")
 	t.Logf("expired grant closed %v after the restart", took.Round(time.Millisecond))
-	d2.waitEvent(0, 5*time.Second, map[string]string{"event": "closed", "port": strconv.Itoa(int(portA))})
+	d2.WaitEvent(0, 5*time.Second, map[string]string{"event": "closed", "port": strconv.Itoa(int(portA))})
 	if !canConnect(c, srv, portB, openProbe) {
 		t.Errorf("port B closed at the restart, %v before its minute was over", time.Until(knockB.Add(time.Minute)).Round(time.Second))
 	}
@@ -415,7 +415,7 @@ func TestMinimalPrivileges(t *testing.T) {
 		"--no-new-privs", "--"}, conf, nil)
 
 	// ip netns exec execs setpriv, which execs the daemon: same pid.
-	status, err := os.ReadFile("/proc/" + strconv.Itoa(d.cmd.Process.Pid) + "/status")
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(d.Pid()) + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}

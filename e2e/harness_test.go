@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,12 +16,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/knockdaemon/knock/internal/netnstest"
+	"github.com/knockdaemon/knock/internal/testbin"
 )
 
 // Ports of the protected services in the server namespace. The user's
@@ -441,21 +439,13 @@ func expectClosedWithin(t *testing.T, p *netnstest.Peer, dst netip.Addr, port ui
 }
 
 // daemonProc is a running knockdaemon with its log captured.
-type daemonProc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	conf   string
-	mu     sync.Mutex
-	lines  []string
-	notify chan struct{} // closed and replaced on every new line
-	done   chan struct{} // closed when the process has exited
-	err    error         // its exit status, valid after done
-	logf   *os.File
-	killed bool
-}
+type daemonProc = testbin.Daemon
 
 // startDaemon runs knockdaemon -c conf run extra... and waits until it
-// follows its log. stdin, when not nil, is the daemon's standard input.
+// follows its log (it logs event=started once the source is ready), so
+// that the next knock cannot be missed. stdin, when not nil, is the
+// daemon's standard input. Stopping it checks that it exits cleanly and
+// without a data race.
 func (w *world) startDaemon(conf string, stdin io.Reader, extra ...string) *daemonProc {
 	w.t.Helper()
 	return w.startDaemonWrapped(nil, conf, stdin, extra...)
@@ -464,268 +454,17 @@ func (w *world) startDaemon(conf string, stdin io.Reader, extra ...string) *daem
 // startDaemonWrapped is startDaemon with the daemon run through wrapper
 // (for example ip netns exec NS setpriv ...).
 func (w *world) startDaemonWrapped(wrapper []string, conf string, stdin io.Reader, extra ...string) *daemonProc {
-	t := w.t
-	t.Helper()
-	d := &daemonProc{t: t, conf: conf, notify: make(chan struct{}), done: make(chan struct{})}
-	var err error
-	d.logf, err = os.OpenFile(filepath.Join(w.dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	argv := append(append(append([]string(nil), wrapper...), bins.daemon, "-c", conf, "run"), extra...)
-	d.cmd = exec.Command(argv[0], argv[1:]...)
-	d.cmd.SysProcAttr = dieWithTest()
-	d.cmd.Stdin = stdin
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd.Stdout, d.cmd.Stderr = pw, pw
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start knockdaemon: %v", err)
-	}
-	pw.Close()
-	go d.read(pr)
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.stop()
-		if t.Failed() {
-			t.Logf("knockdaemon log (%s):\n%s", conf, d.text())
-		}
+	w.t.Helper()
+	return testbin.StartDaemon(w.t, testbin.DaemonOptions{
+		Program:      bins.daemon,
+		Args:         append([]string{"-c", conf, "run"}, extra...),
+		Wrapper:      wrapper,
+		Stdin:        stdin,
+		LogFile:      filepath.Join(w.dir, "daemon.log"),
+		ReadyTimeout: 15 * time.Second,
+		StopTimeout:  15 * time.Second,
+		CleanExit:    true,
 	})
-	d.waitReady()
-	return d
-}
-
-func (d *daemonProc) read(r io.ReadCloser) {
-	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		fmt.Fprintln(d.logf, line)
-		d.mu.Lock()
-		d.lines = append(d.lines, line)
-		close(d.notify)
-		d.notify = make(chan struct{})
-		d.mu.Unlock()
-	}
-}
-
-func (d *daemonProc) text() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return strings.Join(d.lines, "\n")
-}
-
-// event is one JSON log line of the daemon.
-type event map[string]any
-
-func (e event) get(k string) string {
-	v, ok := e[k]
-	if !ok {
-		return ""
-	}
-	switch v := v.(type) {
-	case string:
-		return v
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	default:
-		return fmt.Sprint(v)
-	}
-}
-
-// match reports whether every field in want has that value in e. A
-// wanted value "a|b" accepts either.
-func (e event) match(want map[string]string) bool {
-	for k, v := range want {
-		got := e.get(k)
-		ok := false
-		for _, alt := range strings.Split(v, "|") {
-			if got == alt {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// events returns the daemon's JSON log lines from index from on.
-func (d *daemonProc) events(from int) []event {
-	d.mu.Lock()
-	lines := append([]string(nil), d.lines[min(from, len(d.lines)):]...)
-	d.mu.Unlock()
-	var evs []event
-	for _, l := range lines {
-		var e event
-		if json.Unmarshal([]byte(l), &e) == nil {
-			evs = append(evs, e)
-		}
-	}
-	return evs
-}
-
-// mark returns the number of log lines so far, so that a wait looks only
-// at what comes after it.
-func (d *daemonProc) mark() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.lines)
-}
-
-// waitEvent waits up to timeout for a log event after mark with all the
-// fields of want, and fails the test if none comes.
-func (d *daemonProc) waitEvent(mark int, timeout time.Duration, want map[string]string) event {
-	d.t.Helper()
-	if e, ok := d.findEvent(mark, timeout, want); ok {
-		return e
-	}
-	d.t.Fatalf("knockdaemon logged no event %v within %v", want, timeout)
-	return nil
-}
-
-func (d *daemonProc) findEvent(mark int, timeout time.Duration, want map[string]string) (event, bool) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		d.mu.Lock()
-		lines := d.lines[min(mark, len(d.lines)):]
-		next := d.notify
-		n := len(d.lines)
-		var found event
-		for _, l := range lines {
-			var e event
-			if json.Unmarshal([]byte(l), &e) == nil && e.match(want) {
-				found = e
-				break
-			}
-		}
-		d.mu.Unlock()
-		if found != nil {
-			return found, true
-		}
-		mark = n
-		select {
-		case <-next:
-		case <-d.done:
-			// Take what it wrote before it died, then give up.
-			d.mu.Lock()
-			more := len(d.lines) > mark
-			d.mu.Unlock()
-			if !more {
-				return nil, false
-			}
-		case <-deadline.C:
-			return nil, false
-		}
-	}
-}
-
-// waitLine waits up to timeout for an output line after mark (log or
-// anything else the daemon printed) for which ok is true.
-func (d *daemonProc) waitLine(mark int, timeout time.Duration, what string, ok func(string) bool) string {
-	d.t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		d.mu.Lock()
-		lines := d.lines[min(mark, len(d.lines)):]
-		next := d.notify
-		n := len(d.lines)
-		found, hit := "", false
-		for _, l := range lines {
-			if ok(l) {
-				found, hit = l, true
-				break
-			}
-		}
-		d.mu.Unlock()
-		if hit {
-			return found
-		}
-		mark = n
-		select {
-		case <-next:
-		case <-deadline.C:
-			d.t.Fatalf("knockdaemon printed no %s within %v", what, timeout)
-			return ""
-		}
-	}
-}
-
-// noEvent asserts that no event with the fields of want was logged after
-// mark.
-func (d *daemonProc) noEvent(mark int, want map[string]string) {
-	d.t.Helper()
-	for _, e := range d.events(mark) {
-		if e.match(want) {
-			d.t.Errorf("knockdaemon logged %v, want no event %v", e, want)
-		}
-	}
-}
-
-// waitReady waits until the daemon has set up its backend and follows its
-// log source (it logs event=started once the source is ready), so that
-// the next knock cannot be missed.
-func (d *daemonProc) waitReady() {
-	d.t.Helper()
-	if _, ok := d.findEvent(0, 15*time.Second, map[string]string{"event": "started"}); ok {
-		return
-	}
-	select {
-	case <-d.done:
-		d.t.Fatalf("knockdaemon exited at start: %v\n%s", d.err, d.text())
-	default:
-	}
-	d.t.Fatalf("knockdaemon did not log event=started within 15s:\n%s", d.text())
-}
-
-// stop ends the daemon with SIGTERM (as systemd does) and checks that it
-// exits cleanly and without a data race.
-func (d *daemonProc) stop() {
-	d.t.Helper()
-	select {
-	case <-d.done:
-	default:
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(15 * time.Second):
-			_ = d.cmd.Process.Kill()
-			<-d.done
-			d.t.Errorf("knockdaemon did not exit within 15s of SIGTERM")
-		}
-	}
-	d.checkExit()
-	d.logf.Close()
-}
-
-// kill9 kills the daemon without letting it clean up.
-func (d *daemonProc) kill9() {
-	d.killed = true
-	_ = d.cmd.Process.Kill()
-	<-d.done
-}
-
-func (d *daemonProc) checkExit() {
-	d.t.Helper()
-	if strings.Contains(d.text(), "WARNING: DATA RACE") {
-		d.t.Errorf("knockdaemon had a data race:\n%s", d.text())
-	}
-	if d.killed {
-		return
-	}
-	if d.err != nil {
-		d.t.Errorf("knockdaemon exited with %v after SIGTERM, want 0", d.err)
-	}
 }
 
 // dieWithTest makes a child get SIGKILL when the test process dies

@@ -30,7 +30,7 @@ var bins struct {
 
 // TestMain builds the programs once. With -race they are race-built too: a
 // data race in the daemon during the suite is a failure (see
-// daemonProc.checkExit).
+// testbin.Daemon.Stop).
 func TestMain(m *testing.M) {
 	const daemon, client, listener = "github.com/knockdaemon/knock/knockdaemon",
 		"github.com/knockdaemon/knock/knockclient", "github.com/knockdaemon/knock/e2e/listener"

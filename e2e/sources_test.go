@@ -179,12 +179,12 @@ func TestRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs.hup()
-	m := d.mark()
+	m := d.Mark()
 	expectClosed(t, c, srv, portB, "port B before its knock")
 	w.knock(c, srv, portB, 5)
 	took := expectOpenWithin(t, c, srv, portB, rotatedWithin, "port B after rename+create rotation")
 	t.Logf("rename+create: port open %v after the knock", took.Round(time.Millisecond))
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "port": "2223"})
+	d.WaitEvent(m, 5*time.Second, map[string]string{"event": "opened", "port": "2223"})
 
 	// copytruncate: the content is copied away and the file emptied in
 	// place; rsyslogd keeps writing (O_APPEND) to the same file.
@@ -192,21 +192,15 @@ func TestRotation(t *testing.T) {
 	if err := os.Truncate(rs.kernLog, 0); err != nil {
 		t.Fatal(err)
 	}
-	m = d.mark()
+	m = d.Mark()
 	expectClosed(t, c, srv, portC, "port C before its knock")
 	w.knock(c, srv, portC, 5)
 	took = expectOpenWithin(t, c, srv, portC, rotatedWithin, "port C after copytruncate")
 	t.Logf("copytruncate: port open %v after the knock", took.Round(time.Millisecond))
-	d.waitEvent(m, 5*time.Second, map[string]string{"event": "opened", "port": "2224"})
+	d.WaitEvent(m, 5*time.Second, map[string]string{"event": "opened", "port": "2224"})
 
 	// Every knock was processed exactly once: three acceptances.
-	n := 0
-	for _, e := range d.events(0) {
-		if e.match(map[string]string{"event": "accepted", "src": c.IP4.String()}) {
-			n++
-		}
-	}
-	if n != 3 {
+	if n := d.Count(map[string]string{"event": "accepted", "src": c.IP4.String()}); n != 3 {
 		t.Errorf("the daemon accepted %d knocks across the rotations, want 3", n)
 	}
 }

@@ -53,21 +53,21 @@ func TestReplayNeverOpens(t *testing.T) {
 
 	x, y := addr("198.18.10.1"), addr("198.18.10.2")
 	captured := e.seqLines(x, cipher.Request{Port: 22, Time: 5})
-	mark := p.mark()
-	p.feed(captured...)
-	p.mustWait(mark, 10*time.Second, map[string]string{"event": "opened", "addr": x.String()})
+	mark := p.Mark()
+	p.Feed(captured...)
+	p.WaitEvent(mark, 10*time.Second, map[string]string{"event": "opened", "addr": x.String()})
 
 	replayed := func(p *proc, what string, lines []string, src netip.Addr) {
 		t.Helper()
-		mark := p.mark()
-		p.feed(lines...)
+		mark := p.Mark()
+		p.Feed(lines...)
 		// The eight knocks also form candidates with the source's earlier
 		// hits (rejected as check); the one of the captured block must be
 		// rejected as a replay.
-		if _, ok := p.wait(mark, 10*time.Second, map[string]string{"event": "rejected", "src": src.String(), "reason": "replay"}); !ok {
-			t.Errorf("%s: no rejection as a replay; log:\n%s", what, p.tail(20))
+		if _, ok := p.FindEvent(mark, 10*time.Second, map[string]string{"event": "rejected", "src": src.String(), "reason": "replay"}); !ok {
+			t.Errorf("%s: no rejection as a replay; log:\n%s", what, p.Tail(20))
 		}
-		if evs := p.events(mark, map[string]string{"event": "accepted"}); len(evs) > 0 {
+		if evs := p.Events(mark, map[string]string{"event": "accepted"}); len(evs) > 0 {
 			t.Errorf("%s: accepted: %v", what, evs)
 		}
 	}
@@ -75,15 +75,15 @@ func TestReplayNeverOpens(t *testing.T) {
 	replayed(p, "same knocks, same source", e.resend(captured, x, x), x)
 	replayed(p, "same knocks, another source", e.resend(captured, x, y), y)
 
-	p.stop()
+	p.Stop()
 	p = e.start(conf, nil)
 	replayed(p, "after a restart, same source", e.resend(captured, x, x), x)
 	replayed(p, "after a restart, another source", e.resend(captured, x, addr("198.18.10.3")), addr("198.18.10.3"))
 
-	p.kill9()
+	p.Kill9()
 	p = e.start(conf, nil)
 	replayed(p, "after kill -9, another source", e.resend(captured, x, addr("198.18.10.4")), addr("198.18.10.4"))
-	p.stop()
+	p.Stop()
 
 	if n := e.fwCount("open"); n != 1 {
 		t.Errorf("%d openings, want 1 (the original knock only): %q", n, e.fwLog())
@@ -120,18 +120,18 @@ delegate_to = ["198.51.100.0/24"]
 		{"bob inside delegate_to", bob, addr("198.18.20.6"), addr("198.51.100.9"), ""},
 	}
 	for _, c := range cases {
-		mark := p.mark()
-		p.feed(e.seqLinesKey(c.key, c.src, cipher.Request{Allow: c.allow, Port: 22, Time: 5})...)
+		mark := p.Mark()
+		p.Feed(e.seqLinesKey(c.key, c.src, cipher.Request{Allow: c.allow, Port: 22, Time: 5})...)
 		if c.reason != "" {
-			ev := p.mustWait(mark, 10*time.Second, map[string]string{"event": "rejected", "src": c.src.String()})
-			if ev.get("reason") != c.reason {
-				t.Errorf("%s: rejected with %q, want %q", c.name, ev.get("reason"), c.reason)
+			ev := p.WaitEvent(mark, 10*time.Second, map[string]string{"event": "rejected", "src": c.src.String()})
+			if ev.Get("reason") != c.reason {
+				t.Errorf("%s: rejected with %q, want %q", c.name, ev.Get("reason"), c.reason)
 			}
 			continue
 		}
-		p.mustWait(mark, 10*time.Second, map[string]string{"event": "opened", "addr": c.allow.String()})
+		p.WaitEvent(mark, 10*time.Second, map[string]string{"event": "opened", "addr": c.allow.String()})
 	}
-	p.stop()
+	p.Stop()
 	want := []string{"open_198.18.20.5_tcp_22_5", "open_198.51.100.9_tcp_22_5"}
 	var opens []string
 	for _, l := range e.fwLog() {
@@ -212,8 +212,8 @@ func TestBruteForceAndFlood(t *testing.T) {
 	}
 	st := waitLines(t, conf, uint64(lines+perSource+1), 3*time.Minute)
 	elapsed := time.Since(start)
-	hwm := p.vmHWM()
-	cpu := p.cpu()
+	hwm := vmHWM(p.Pid())
+	cpu := cpuTime(p.Pid())
 	c := st.Counters
 	var rejected uint64
 	var reasons []string
@@ -261,28 +261,28 @@ func TestLockoutEngagesAndEnds(t *testing.T) {
 	conf := e.config(cfg{knock: "lockout_failures = 3\nlockout = \"3s\"\n", user: "ports = [\"22-23\"]\nmax_minutes = 60\n"})
 	p := e.start(conf, nil)
 	v := addr("198.18.40.1")
-	mark := p.mark()
+	mark := p.Mark()
 	locked := false
 	for i := 0; i < 200 && !locked; i++ {
 		e.sport++
-		p.feed(e.hitLine(v, e.sport, uint16(745+(i*97)%256)))
+		p.Feed(e.hitLine(v, e.sport, uint16(745+(i*97)%256)))
 		if i%8 == 7 {
-			_, locked = p.wait(mark, 200*time.Millisecond, map[string]string{"event": "lockout", "src": v.String()})
+			_, locked = p.FindEvent(mark, 200*time.Millisecond, map[string]string{"event": "lockout", "src": v.String()})
 		}
 	}
 	if !locked {
 		t.Fatalf("200 random knocks from %v did not lock it out", v)
 	}
 	lockedAt := time.Now()
-	p.feed(e.seqLines(v, cipher.Request{Port: 22, Time: 1})...)
+	p.Feed(e.seqLines(v, cipher.Request{Port: 22, Time: 1})...)
 	time.Sleep(500 * time.Millisecond)
-	if n := p.count(map[string]string{"event": "accepted"}); n != 0 {
+	if n := p.Count(map[string]string{"event": "accepted"}); n != 0 {
 		t.Fatalf("a knock from %v was accepted while it was locked out", v)
 	}
 	time.Sleep(time.Until(lockedAt.Add(3500 * time.Millisecond)))
-	mark = p.mark()
-	p.feed(e.seqLines(v, cipher.Request{Port: 23, Time: 1})...)
-	p.mustWait(mark, 10*time.Second, map[string]string{"event": "opened", "addr": v.String()})
+	mark = p.Mark()
+	p.Feed(e.seqLines(v, cipher.Request{Port: 23, Time: 1})...)
+	p.WaitEvent(mark, 10*time.Second, map[string]string{"event": "opened", "addr": v.String()})
 	if e.fwCount("open") != 1 {
 		t.Errorf("firewall record %q, want one opening after the lockout", e.fwLog())
 	}

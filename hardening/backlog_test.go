@@ -40,7 +40,7 @@ func TestFileBacklogBurst(t *testing.T) {
 	}
 	f.Close()
 	deadline := time.Now().Add(20 * time.Second)
-	for p.count(map[string]string{"event": "accepted"}) < knocks && time.Now().Before(deadline) {
+	for p.Count(map[string]string{"event": "accepted"}) < knocks && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	st := status(t, conf)

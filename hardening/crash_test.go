@@ -130,7 +130,7 @@ func testKill9(t *testing.T, backend string) {
 				lines := e.seqLines(src, req)
 				gap := time.Duration(5+rng.IntN(40)) * time.Millisecond
 				mu.Unlock()
-				if _, err := io.WriteString(p.stdin, strings.Join(lines, "\n")+"\n"); err != nil {
+				if _, err := io.WriteString(p.Stdin(), strings.Join(lines, "\n")+"\n"); err != nil {
 					return
 				}
 				time.Sleep(gap)
@@ -140,7 +140,7 @@ func testKill9(t *testing.T, backend string) {
 		pause := time.Duration(150+rng.IntN(900)) * time.Millisecond
 		mu.Unlock()
 		time.Sleep(pause)
-		p.kill9()
+		p.Kill9()
 		close(stop)
 		wg.Wait()
 
@@ -151,7 +151,7 @@ func testKill9(t *testing.T, backend string) {
 			t.Errorf("round %d: the daemon found its state file corrupt", r)
 		}
 		t.Logf("round %d: killed after %d opened events, %d closed", r,
-			p.count(map[string]string{"event": "opened"}), p.count(map[string]string{"event": "closed"}))
+			p.Count(map[string]string{"event": "opened"}), p.Count(map[string]string{"event": "closed"}))
 	}
 
 	p := e.start(conf, nil)
@@ -218,5 +218,5 @@ func testKill9(t *testing.T, backend string) {
 	if st := status(t, conf); len(st.Grants) != 0 {
 		t.Errorf("grants left: %+v", st.Grants)
 	}
-	p.stop()
+	p.Stop()
 }

@@ -235,14 +235,14 @@ func TestExecFirewallFailsForAWhile(t *testing.T) {
 	a, b := addr("198.18.80.1"), addr("198.18.80.2")
 	flag("open", true)
 	flag("close", true) // the undo of the failed open fails too
-	mark := p.mark()
-	p.feed(e.seqLines(a, cipher.Request{Port: 22, Time: 1})...)
-	p.mustWait(mark, 10*time.Second, map[string]string{"event": "open_failed", "addr": a.String()})
+	mark := p.Mark()
+	p.Feed(e.seqLines(a, cipher.Request{Port: 22, Time: 1})...)
+	p.WaitEvent(mark, 10*time.Second, map[string]string{"event": "open_failed", "addr": a.String()})
 	flag("open", false)
 	flag("close", false)
-	p.feed(e.seqLines(b, cipher.Request{Port: 23, Time: 1})...)
-	ev := p.mustWait(mark, 10*time.Second, map[string]string{"event": "opened", "addr": b.String()})
-	expires, err := time.Parse(time.RFC3339, ev.get("expires"))
+	p.Feed(e.seqLines(b, cipher.Request{Port: 23, Time: 1})...)
+	ev := p.WaitEvent(mark, 10*time.Second, map[string]string{"event": "opened", "addr": b.String()})
+	expires, err := time.Parse(time.RFC3339, ev.Get("expires"))
 	if err != nil {
 		t.Fatalf("opened event without an expiry: %v", ev)
 	}
@@ -253,13 +253,13 @@ func TestExecFirewallFailsForAWhile(t *testing.T) {
 	// The close at expiry fails for about 5 s.
 	time.Sleep(time.Until(expires.Add(-2 * time.Second)))
 	flag("close", true)
-	p.mustWait(mark, 10*time.Second, map[string]string{"event": "close_failed", "addr": b.String()})
+	p.WaitEvent(mark, 10*time.Second, map[string]string{"event": "close_failed", "addr": b.String()})
 	time.Sleep(4 * time.Second)
 	flag("close", false)
 	recovered := time.Now()
-	p.mustWait(mark, 20*time.Second, map[string]string{"event": "closed", "addr": b.String()})
+	p.WaitEvent(mark, 20*time.Second, map[string]string{"event": "closed", "addr": b.String()})
 	closedAt := time.Now()
-	failed := p.count(map[string]string{"event": "close_failed", "addr": b.String()})
+	failed := p.Count(map[string]string{"event": "close_failed", "addr": b.String()})
 	t.Logf("close of %v: expiry %s, %d failed attempts, firewall back after %v, closed %v later",
 		b, expires.Format(time.TimeOnly), failed, recovered.Sub(expires).Round(100*time.Millisecond), closedAt.Sub(recovered).Round(100*time.Millisecond))
 	if failed < 2 {

@@ -1,27 +1,24 @@
 package hardening
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/knockdaemon/knock/cipher"
 	"github.com/knockdaemon/knock/daemon"
 	"github.com/knockdaemon/knock/internal/netnstest"
+	"github.com/knockdaemon/knock/internal/testbin"
 )
 
 // env is one test's world: a work directory, a LOG prefix of its own, a
@@ -205,233 +202,41 @@ func (e *env) seqLines(src netip.Addr, req cipher.Request) []string {
 }
 
 // proc is a running knockdaemon with its JSON log captured.
-type proc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	mu     sync.Mutex
-	lines  []string
-	notify chan struct{}
-	done   chan struct{}
-	err    error
-	killed bool
-}
+type proc = testbin.Daemon
 
-// start runs knockdaemon -c conf run, with a pipe on its standard input,
-// and waits until it reports that it runs. env, when given, replaces the
-// environment.
+// start runs knockdaemon -c conf run, with a pipe on its standard input
+// (Feed, Stdin), and waits until it reports that it runs. environ, when
+// not nil, replaces the environment.
 func (e *env) start(conf string, environ []string) *proc {
+	e.t.Helper()
 	return e.startWith(conf, environ, nil)
 }
 
 // startWith is start with stdin, when not nil, as the daemon's standard
-// input (the caller writes to its other end); p.stdin is then a no-op.
+// input (the caller writes to its other end).
 func (e *env) startWith(conf string, environ []string, stdin *os.File) *proc {
-	t := e.t
-	t.Helper()
-	p := &proc{t: t, notify: make(chan struct{}), done: make(chan struct{})}
-	p.cmd = exec.Command(bins.daemon, "-c", conf, "run")
-	p.cmd.Env = environ
-	var err error
+	e.t.Helper()
+	o := testbin.DaemonOptions{
+		Program: bins.daemon,
+		Args:    []string{"-c", conf, "run"},
+		Env:     environ,
+		// Ready when it logs that it runs, or (at log levels above info)
+		// when its control socket exists: both come after the firewall
+		// setup and the state restore. A stdin source loses nothing
+		// meanwhile.
+		ReadyPath:    strings.TrimSuffix(conf, ".toml") + ".sock",
+		ReadyTimeout: 20 * time.Second,
+		StopTimeout:  20 * time.Second,
+	}
 	if stdin != nil {
-		p.cmd.Stdin, p.stdin = stdin, nopCloser{io.Discard}
-	} else if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
+		o.Stdin = stdin
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stdout, p.cmd.Stderr = pw, pw
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start knockdaemon: %v", err)
-	}
-	pw.Close()
-	go p.read(pr)
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("knockdaemon log (%s), last lines:\n%s", conf, p.tail(60))
-		}
-	})
-	// Ready when it logs that it runs, or (at log levels above info) when
-	// its control socket exists: both come after the firewall setup and
-	// the state restore. A stdin source loses nothing meanwhile.
-	sock := strings.TrimSuffix(conf, ".toml") + ".sock"
-	for i := 0; ; i++ {
-		if _, ok := p.wait(0, 50*time.Millisecond, map[string]string{"msg": "knockdaemon running"}); ok {
-			break
-		}
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("knockdaemon exited at start: %v\n%s", p.err, p.tail(40))
-		default:
-		}
-		if i > 400 {
-			t.Fatalf("knockdaemon did not start within 20s:\n%s", p.tail(40))
-		}
-	}
-	return p
+	return testbin.StartDaemon(e.t, o)
 }
 
-type nopCloser struct{ io.Writer }
-
-func (nopCloser) Close() error { return nil }
-
-func (p *proc) read(r io.ReadCloser) {
-	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		p.mu.Lock()
-		p.lines = append(p.lines, sc.Text())
-		close(p.notify)
-		p.notify = make(chan struct{})
-		p.mu.Unlock()
-	}
-}
-
-func (p *proc) tail(n int) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.lines[max(0, len(p.lines)-n):], "\n")
-}
-
-// event is one JSON log line.
-type event map[string]any
-
-func (ev event) get(k string) string {
-	switch v := ev[k].(type) {
-	case nil:
-		return ""
-	case string:
-		return v
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	default:
-		return fmt.Sprint(v)
-	}
-}
-
-func (ev event) match(want map[string]string) bool {
-	for k, v := range want {
-		if ev.get(k) != v {
-			return false
-		}
-	}
-	return true
-}
-
-func (p *proc) mark() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.lines)
-}
-
-// events returns the log events from index from on that match want.
-func (p *proc) events(from int, want map[string]string) []event {
-	p.mu.Lock()
-	lines := append([]string(nil), p.lines[min(from, len(p.lines)):]...)
-	p.mu.Unlock()
-	var out []event
-	for _, l := range lines {
-		var ev event
-		if json.Unmarshal([]byte(l), &ev) == nil && ev.match(want) {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
-
-func (p *proc) count(want map[string]string) int { return len(p.events(0, want)) }
-
-// wait waits up to timeout for an event after mark matching want.
-func (p *proc) wait(mark int, timeout time.Duration, want map[string]string) (event, bool) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		p.mu.Lock()
-		n, next := len(p.lines), p.notify
-		p.mu.Unlock()
-		if evs := p.events(mark, want); len(evs) > 0 {
-			return evs[0], true
-		}
-		select {
-		case <-next:
-		case <-p.done:
-			evs := p.events(mark, want)
-			if len(evs) > 0 {
-				return evs[0], true
-			}
-			if p.mark() == n {
-				return nil, false
-			}
-		case <-deadline.C:
-			return nil, false
-		}
-	}
-}
-
-// mustWait is wait that fails the test.
-func (p *proc) mustWait(mark int, timeout time.Duration, want map[string]string) event {
-	p.t.Helper()
-	ev, ok := p.wait(mark, timeout, want)
-	if !ok {
-		p.t.Fatalf("knockdaemon logged no %v within %v; last lines:\n%s", want, timeout, p.tail(30))
-	}
-	return ev
-}
-
-// feed writes lines to the daemon's standard input.
-func (p *proc) feed(lines ...string) {
-	p.t.Helper()
-	var b strings.Builder
-	for _, l := range lines {
-		b.WriteString(l)
-		b.WriteByte('\n')
-	}
-	if _, err := io.WriteString(p.stdin, b.String()); err != nil {
-		p.t.Fatalf("write to knockdaemon's stdin: %v", err)
-	}
-}
-
-// stop ends the daemon with SIGTERM and waits (bounded).
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	// EOF on stdin ends a stdin source at once; SIGTERM the others.
-	p.stdin.Close()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		p.t.Errorf("knockdaemon did not exit within 20s of SIGTERM")
-	}
-}
-
-// kill9 kills the daemon without letting it clean up.
-func (p *proc) kill9() {
-	p.killed = true
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	p.stdin.Close()
-}
-
-// vmHWM returns the daemon's peak resident set size in KiB.
-func (p *proc) vmHWM() int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+// vmHWM returns process pid's peak resident set size in KiB.
+func vmHWM(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return -1
 	}
@@ -444,10 +249,10 @@ func (p *proc) vmHWM() int {
 	return -1
 }
 
-// cpu returns the daemon's user+system CPU time so far (clock ticks of
+// cpuTime returns process pid's user+system CPU time so far (clock ticks of
 // 10 ms, as Linux reports them in /proc/PID/stat).
-func (p *proc) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return -1
 	}

@@ -38,7 +38,7 @@ func testHostile(t *testing.T, source string) {
 	}
 	conf := e.config(c)
 	p := e.start(conf, nil)
-	feed := p.feed
+	feed := p.Feed
 	if logf != nil {
 		time.Sleep(300 * time.Millisecond) // the file source opens and seeks
 		feed = func(lines ...string) {
@@ -142,9 +142,9 @@ func testHostile(t *testing.T, source string) {
 	// stdin source reads in order, so once it is accepted every hostile
 	// line has been through the pipeline.
 	legit := addr("198.18.55.5")
-	mark := p.mark()
+	mark := p.Mark()
 	feed(e.seqLines(legit, req)...)
-	p.mustWait(mark, 60*time.Second, map[string]string{"event": "opened", "addr": legit.String()})
+	p.WaitEvent(mark, 60*time.Second, map[string]string{"event": "opened", "addr": legit.String()})
 	ctr := status(t, conf).Counters
 	t.Logf("%d hostile lines, then one knock: lines read %d (the rest were over 1 MiB), firewall %d, malformed %d, hits %d, candidates %d, accepted %d",
 		total, ctr.Lines, ctr.Firewall, ctr.Malformed, ctr.Hits, ctr.Candidates, ctr.Accepted)
@@ -158,7 +158,7 @@ func testHostile(t *testing.T, source string) {
 	if got := e.fwLog(); len(got) != 1 || !strings.HasPrefix(got[0], "open_"+legit.String()+"_tcp_22_") {
 		t.Errorf("firewall record %q, want only the legitimate open", got)
 	}
-	if n := p.count(map[string]string{"event": "accepted"}); n != 1 {
+	if n := p.Count(map[string]string{"event": "accepted"}); n != 1 {
 		t.Errorf("%d accepted events, want 1", n)
 	}
 }

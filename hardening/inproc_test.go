@@ -3,7 +3,6 @@ package hardening
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/knockdaemon/knock/config"
 	"github.com/knockdaemon/knock/daemon"
 	"github.com/knockdaemon/knock/internal/clock"
+	"github.com/knockdaemon/knock/internal/testbin"
 	"github.com/knockdaemon/knock/logsource"
 	"github.com/knockdaemon/knock/rules"
 )
@@ -60,18 +60,8 @@ func (b *syncBuf) Write(p []byte) (int, error) {
 	return b.b.Write(p)
 }
 
-func (b *syncBuf) events(want map[string]string) []event {
-	b.mu.Lock()
-	text := b.b.String()
-	b.mu.Unlock()
-	var out []event
-	for _, l := range strings.Split(text, "\n") {
-		var ev event
-		if json.Unmarshal([]byte(l), &ev) == nil && ev.match(want) {
-			out = append(out, ev)
-		}
-	}
-	return out
+func (b *syncBuf) events(want map[string]string) []testbin.Event {
+	return testbin.MatchEvents(strings.Split(b.String(), "\n"), want)
 }
 
 func (b *syncBuf) String() string {

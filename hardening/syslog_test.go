@@ -188,7 +188,7 @@ func TestLogChurnExactlyOnce(t *testing.T) {
 	accepted := func() int {
 		n := 0
 		for _, p := range procs {
-			n += p.count(map[string]string{"event": "accepted"})
+			n += p.Count(map[string]string{"event": "accepted"})
 		}
 		return n
 	}
@@ -280,7 +280,7 @@ func TestLogChurnExactlyOnce(t *testing.T) {
 			// go on arriving while the daemon is down.
 			waitCaught("the daemon restart")
 			p := procs[len(procs)-1]
-			p.stop()
+			p.Stop()
 			unpause()
 			time.Sleep(300 * time.Millisecond)
 			if st, err := daemon.LoadState(filepath.Join(e.dir, "state.json")); err == nil {
@@ -366,17 +366,17 @@ func TestLogChurnExactlyOnce(t *testing.T) {
 	}
 
 	for _, p := range procs {
-		for _, ev := range p.events(0, map[string]string{"msg": "malformed firewall line"}) {
+		for _, ev := range p.Events(0, map[string]string{"msg": "malformed firewall line"}) {
 			t.Errorf("the daemon read a malformed line (a line the source cut or spliced?): %v", ev)
 		}
 	}
 	opened := map[string]int{}
 	rejected := 0
 	for _, p := range procs {
-		for _, ev := range p.events(0, map[string]string{"event": "accepted"}) {
-			opened[ev.get("src")]++
+		for _, ev := range p.Events(0, map[string]string{"event": "accepted"}) {
+			opened[ev.Get("src")]++
 		}
-		for _, ev := range p.events(0, map[string]string{"event": "rejected"}) {
+		for _, ev := range p.Events(0, map[string]string{"event": "rejected"}) {
 			rejected++
 			t.Errorf("rejected: %v", ev)
 		}
@@ -525,13 +525,13 @@ func testForged(t *testing.T, raw bool) {
 	owner := addr("198.18.95.1")
 	captured := e.seqLines(owner, cipher.Request{Port: 22, Time: 1})
 	w := &sender{s: sd}
-	mark := p.mark()
+	mark := p.Mark()
 	for _, l := range captured {
 		if err := w.send(kernelMsg(l)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p.mustWait(mark, 20*time.Second, map[string]string{"event": "opened", "addr": owner.String()})
+	p.WaitEvent(mark, 20*time.Second, map[string]string{"event": "opened", "addr": owner.String()})
 
 	x := addr("198.18.95.66")
 	forged := e.resend(captured, owner, x)
@@ -545,14 +545,14 @@ func testForged(t *testing.T, raw bool) {
 	forgeAsNobody(t, sd.sock, raw, forged)
 
 	// Then another legitimate knock: everything before it was handled.
-	mark = p.mark()
+	mark = p.Mark()
 	legit := addr("198.18.95.2")
 	for _, l := range e.seqLines(legit, cipher.Request{Port: 22, Time: 2}) {
 		if err := w.send(kernelMsg(l)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p.mustWait(mark, 20*time.Second, map[string]string{"event": "opened", "addr": legit.String()})
+	p.WaitEvent(mark, 20*time.Second, map[string]string{"event": "opened", "addr": legit.String()})
 
 	text, _ := os.ReadFile(followed)
 	if !strings.Contains(string(text), "SRC="+x.String()) {
@@ -564,13 +564,13 @@ func testForged(t *testing.T, raw bool) {
 	if st.Counters.Hits < 16+8 {
 		t.Errorf("the daemon saw %d hits: the forged lines did not reach it, the test shows nothing", st.Counters.Hits)
 	}
-	if n := p.count(map[string]string{"event": "accepted", "src": x.String()}); n != 0 {
+	if n := p.Count(map[string]string{"event": "accepted", "src": x.String()}); n != 0 {
 		t.Errorf("forged lines from %s were accepted %d times", x, n)
 	}
 	if st.Counters.Accepted != 2 || e.fwCount("open") != 2 {
 		t.Errorf("accepted %d, openings %q: want the two legitimate knocks only", st.Counters.Accepted, e.fwLog())
 	}
-	if p.count(map[string]string{"event": "rejected", "src": x.String(), "reason": "replay"}) == 0 {
+	if p.Count(map[string]string{"event": "rejected", "src": x.String(), "reason": "replay"}) == 0 {
 		t.Errorf("the replayed capture from %s was not rejected as a replay", x)
 	}
 	// The imklog-only file never holds a forged line.
@@ -644,7 +644,7 @@ func TestKmsgCannotBeForged(t *testing.T) {
 	if c.Hits != before.Hits || c.Accepted != 0 || e.fwCount("open") != 0 {
 		t.Errorf("forged kmsg records became hits (%d) or grants (%d, %q)", c.Hits-before.Hits, c.Accepted, e.fwLog())
 	}
-	if n := p.count(map[string]string{"event": "accepted"}); n != 0 {
+	if n := p.Count(map[string]string{"event": "accepted"}); n != 0 {
 		t.Errorf("%d accepted events", n)
 	}
 }

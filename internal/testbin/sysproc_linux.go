@@ -1,0 +1,10 @@
+package testbin
+
+import "syscall"
+
+// dieWithParent makes a child get SIGKILL when the test process dies
+// without running its cleanups (a timeout panic, a kill), so no daemon
+// outlives the suite.
+func dieWithParent() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
