@@ -11,9 +11,12 @@ import (
 
 // fakeDaemon is a shell script that speaks like knockdaemon: a JSON
 // started event, then one event per line read from standard input, and a
-// clean exit on EOF or SIGTERM.
-const fakeDaemon = `
-trap 'echo "{\"event\":\"stopped\",\"why\":\"term\"}"; exit 0' TERM
+// clean exit on EOF. onTerm and ignoreTerm come first: a clean exit on
+// SIGTERM too, or SIGTERM ignored.
+const (
+	onTerm     = `trap 'echo "{\"event\":\"stopped\",\"why\":\"term\"}"; exit 0' TERM`
+	ignoreTerm = `trap '' TERM`
+	fakeDaemon = `
 echo 'not json, a banner'
 echo '{"msg":"knockdaemon running","event":"started","n":1}'
 while read -r line; do
@@ -21,6 +24,7 @@ while read -r line; do
 done
 echo '{"event":"stopped","why":"eof"}'
 `
+)
 
 func startFake(t *testing.T, o DaemonOptions) *Daemon {
 	t.Helper()
@@ -29,14 +33,16 @@ func startFake(t *testing.T, o DaemonOptions) *Daemon {
 	}
 	o.Program = "/bin/sh"
 	if o.Args == nil {
-		o.Args = []string{"-c", fakeDaemon}
+		o.Args = []string{"-c", onTerm + fakeDaemon}
 	}
 	return StartDaemon(t, o)
 }
 
 func TestDaemonFeedWaitAndStopOnEOF(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "daemon.log")
-	d := startFake(t, DaemonOptions{LogFile: log, CleanExit: true})
+	// Deaf to SIGTERM: only the EOF Stop sends first ends it in time.
+	d := startFake(t, DaemonOptions{LogFile: log, CleanExit: true, StopTimeout: 5 * time.Second,
+		Args: []string{"-c", ignoreTerm + fakeDaemon}})
 	m := d.Mark()
 	if m < 2 {
 		t.Fatalf("Mark after readiness = %d, want the banner and the started line", m)
@@ -61,7 +67,11 @@ func TestDaemonFeedWaitAndStopOnEOF(t *testing.T) {
 	if !(Event{"line": "b"}).Match(map[string]string{"line": "a|b"}) || (Event{"line": "c"}).Match(map[string]string{"line": "a|b"}) {
 		t.Error("Match does not treat a|b as either")
 	}
+	start := time.Now()
 	d.Stop() // closes stdin first: the EOF path
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("Stop took %v: standard input was not closed", took)
+	}
 	if _, ok := d.FindEvent(m, time.Second, map[string]string{"event": "stopped", "why": "eof"}); !ok {
 		t.Errorf("Stop did not end standard input first:\n%s", d.Text())
 	}
