@@ -8,93 +8,29 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/knockdaemon/knock/internal/netnstest"
+	"github.com/knockdaemon/knock/internal/rsyslogtest"
 )
 
-// rsyslog is an rsyslogd of the test's own, reading the kernel log with
-// imkmsg (each /dev/kmsg reader sees every record, so it neither steals
-// lines from the host's syslog daemon nor from another test's) and writing
-// a kern.log in the traditional Debian format.
-type rsyslog struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	kernLog string
-	done    chan struct{}
-}
-
-func startRsyslog(t *testing.T, w *world) *rsyslog {
+// startRsyslog starts an rsyslogd of the test's own, reading the kernel
+// log with imkmsg (each /dev/kmsg reader sees every record, so it neither
+// steals lines from the host's syslog daemon nor from another test's) and
+// writing a kern.log in the traditional Debian format. It returns once
+// that file has lines (imkmsg copies the kernel's ring buffer first): from
+// then on the test's lines follow.
+func startRsyslog(t *testing.T, w *world) (*rsyslogtest.Server, string) {
 	t.Helper()
-	netnstest.Require(t, "rsyslogd")
 	dir := filepath.Join(w.dir, "rsyslog")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := &rsyslog{t: t, kernLog: filepath.Join(dir, "kern.log"), done: make(chan struct{})}
-	conf := filepath.Join(dir, "rsyslog.conf")
-	text := fmt.Sprintf(`# rsyslogd of e2e test %s
-global(workDirectory=%q)
-module(load="imkmsg")
-kern.* action(type="omfile" file=%q template="RSYSLOG_TraditionalFileFormat")
-`, t.Name(), dir, r.kernLog)
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("rsyslogd", "-N1", "-f", conf).CombinedOutput(); err != nil {
-		t.Fatalf("rsyslogd -N1 rejects the test's config: %v\n%s", err, out)
-	}
-	out, err := os.Create(filepath.Join(dir, "rsyslogd.out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	output := func() string { b, _ := os.ReadFile(out.Name()); return string(b) }
-	r.cmd = exec.Command("rsyslogd", "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
-	r.cmd.Stdout, r.cmd.Stderr = out, out
-	r.cmd.SysProcAttr = dieWithTest()
-	if err := r.cmd.Start(); err != nil {
-		netnstest.Unavailable(t, "cannot start rsyslogd: %v", err)
-	}
-	go func() { _ = r.cmd.Wait(); close(r.done) }()
-	t.Cleanup(func() {
-		_ = r.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-r.done:
-		case <-time.After(10 * time.Second):
-			_ = r.cmd.Process.Kill()
-			<-r.done
-		}
-	})
-	// imkmsg copies the kernel's ring buffer first: a kern.log that has
-	// lines means rsyslogd reads and writes. Then mark the point from
-	// which the test's lines follow.
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; ; i++ {
-		if st, err := os.Stat(r.kernLog); err == nil && st.Size() > 0 {
-			break
-		}
-		select {
-		case <-r.done:
-			t.Fatalf("rsyslogd exited at start:\n%s", output())
-		default:
-		}
-		if time.Now().After(deadline) || i > 1000 {
-			t.Fatalf("rsyslogd wrote no %s within 10s:\n%s", r.kernLog, output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return r
-}
-
-// hup makes rsyslogd close and reopen its files, as logrotate's
-// postrotate does.
-func (r *rsyslog) hup() {
-	if err := r.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		r.t.Fatalf("HUP rsyslogd: %v", err)
-	}
+	kernLog := filepath.Join(dir, "kern.log")
+	rs := rsyslogtest.Start(t, dir, rsyslogtest.Options{Kmsg: true, WaitWritten: kernLog,
+		Rules: fmt.Sprintf("kern.* action(type=\"omfile\" file=%q template=\"RSYSLOG_TraditionalFileFormat\")", kernLog)})
+	return rs, kernLog
 }
 
 // Case 7: the flow through a kern.log written by rsyslogd, and
@@ -102,15 +38,15 @@ func (r *rsyslog) hup() {
 func TestSourceRsyslogFile(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, opts{})
-	rs := startRsyslog(t, w)
-	conf := w.writeConfig(conf{source: "file", path: rs.kernLog})
+	_, kernLog := startRsyslog(t, w)
+	conf := w.writeConfig(conf{source: "file", path: kernLog})
 	d := w.startDaemon(conf, nil)
 	flow(t, w, d, conf)
 
 	// An admin checks the log set-up with knockdaemon parse.
-	out, err := w.ctl(conf, "parse", "--format", "json", rs.kernLog)
+	out, err := w.ctl(conf, "parse", "--format", "json", kernLog)
 	if err != nil {
-		t.Fatalf("knockdaemon parse %s: %v\n%s", rs.kernLog, err, out)
+		t.Fatalf("knockdaemon parse %s: %v\n%s", kernLog, err, out)
 	}
 	n := 0
 	src := w.net.Client.IP4.String()
@@ -125,7 +61,7 @@ func TestSourceRsyslogFile(t *testing.T) {
 	}
 	// Two knocks (open, close) of eight hits each.
 	if n != 16 {
-		t.Errorf("knockdaemon parse found %d knock hits from %s in %s, want 16:\n%s", n, src, rs.kernLog, out)
+		t.Errorf("knockdaemon parse found %d knock hits from %s in %s, want 16:\n%s", n, src, kernLog, out)
 	}
 }
 
@@ -162,8 +98,8 @@ func TestSourceStdin(t *testing.T) {
 func TestRotation(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, opts{})
-	rs := startRsyslog(t, w)
-	conf := w.writeConfig(conf{source: "file", path: rs.kernLog})
+	rs, kernLog := startRsyslog(t, w)
+	conf := w.writeConfig(conf{source: "file", path: kernLog})
 	d := w.startDaemon(conf, nil)
 	c := w.net.Client
 	srv := c.ServerIP4
@@ -175,10 +111,10 @@ func TestRotation(t *testing.T) {
 	expectOpenWithin(t, c, srv, portA, openWithin, "port A before any rotation")
 
 	// logrotate's default: rename, then the syslog daemon reopens.
-	if err := os.Rename(rs.kernLog, rs.kernLog+".1"); err != nil {
+	if err := os.Rename(kernLog, kernLog+".1"); err != nil {
 		t.Fatal(err)
 	}
-	rs.hup()
+	rs.HUP()
 	m := d.Mark()
 	expectClosed(t, c, srv, portB, "port B before its knock")
 	w.knock(c, srv, portB, 5)
@@ -188,8 +124,8 @@ func TestRotation(t *testing.T) {
 
 	// copytruncate: the content is copied away and the file emptied in
 	// place; rsyslogd keeps writing (O_APPEND) to the same file.
-	copyFile(t, rs.kernLog, rs.kernLog+".2")
-	if err := os.Truncate(rs.kernLog, 0); err != nil {
+	copyFile(t, kernLog, kernLog+".2")
+	if err := os.Truncate(kernLog, 0); err != nil {
 		t.Fatal(err)
 	}
 	m = d.Mark()

@@ -4,120 +4,29 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/knockdaemon/knock/cipher"
 	"github.com/knockdaemon/knock/daemon"
 	"github.com/knockdaemon/knock/internal/netnstest"
+	"github.com/knockdaemon/knock/internal/rsyslogtest"
 	"github.com/knockdaemon/knock/logsource"
 )
 
-// syslogd is an rsyslogd of the test's own: it listens on a private
-// /dev/log-like socket (any local user may write to it) and writes what it
-// gets to files, as a distribution's rsyslog writes kern.log.
-type syslogd struct {
-	t    *testing.T
-	dir  string
-	sock string
-	pidf string
-	conf string
-	cmd  *exec.Cmd
-}
-
-// newSyslogd starts rsyslogd with the given output rules (%s in them is
-// replaced by the directory).
-func newSyslogd(t *testing.T, dir, rules string) *syslogd {
+// newSyslogd starts an rsyslogd of the test's own in dir: it listens on a
+// private /dev/log-like socket (any local user may write to it) and writes
+// what it gets to files by the given output rules, as a distribution's
+// rsyslog writes kern.log.
+func newSyslogd(t *testing.T, dir, rules string) *rsyslogtest.Server {
 	t.Helper()
-	netnstest.Require(t, "rsyslogd")
-	s := &syslogd{t: t, dir: dir, sock: filepath.Join(dir, "log.sock"), pidf: filepath.Join(dir, "rsyslogd.pid"),
-		conf: filepath.Join(dir, "rsyslog.conf")}
-	conf := fmt.Sprintf("global(workDirectory=%q)\nmodule(load=\"imuxsock\" SysSock.Use=\"off\")\n"+
-		"input(type=\"imuxsock\" Socket=%q RateLimit.Interval=\"0\")\n%s\n", dir, s.sock, rules)
-	if err := os.WriteFile(s.conf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.start()
-	t.Cleanup(s.stop)
-	return s
-}
-
-func (s *syslogd) start() {
-	s.t.Helper()
-	os.Remove(s.pidf)
-	s.cmd = exec.Command("rsyslogd", "-n", "-f", s.conf, "-i", s.pidf)
-	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		netnstest.Unavailable(s.t, "cannot start rsyslogd: %v", err)
-	}
-	for range 500 {
-		if _, err := os.Stat(s.sock); err == nil {
-			if _, err := os.Stat(s.pidf); err == nil {
-				os.Chmod(s.sock, 0o666)
-				return
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	s.t.Fatal("rsyslogd did not create its socket and pid file")
-}
-
-func (s *syslogd) stop() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-done
-	}
-	s.cmd = nil
-	os.Remove(s.sock)
-}
-
-func (s *syslogd) hup() {
-	if s.cmd != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGHUP)
-	}
-}
-
-// sender writes syslog datagrams to the socket, reconnecting (and
-// retrying, bounded) while rsyslogd restarts.
-type sender struct {
-	s    *syslogd
-	conn net.Conn
-}
-
-func (w *sender) send(msg string) error {
-	for range 2000 {
-		if w.conn == nil {
-			c, err := net.Dial("unixgram", w.s.sock)
-			if err != nil {
-				time.Sleep(5 * time.Millisecond)
-				continue
-			}
-			w.conn = c
-		}
-		if _, err := w.conn.Write([]byte(msg)); err == nil {
-			return nil
-		}
-		w.conn.Close()
-		w.conn = nil
-	}
-	return fmt.Errorf("rsyslogd did not take %q", msg)
+	return rsyslogtest.Start(t, dir, rsyslogtest.Options{Socket: true, Rules: rules})
 }
 
 // kernelMsg is the knock's LOG line as a syslog datagram with the tag
@@ -160,7 +69,8 @@ func TestLogChurnExactlyOnce(t *testing.T) {
 	var unlinked *os.File
 	var resumeAt logsource.Position
 	go func() {
-		w := &sender{s: sd}
+		w := sd.Sender()
+		defer w.Close()
 		for k := 0; k < knocks; k++ {
 			mu.Lock()
 			for paused {
@@ -172,7 +82,7 @@ func TestLogChurnExactlyOnce(t *testing.T) {
 			lines := e.seqLines(src, cipher.Request{Port: uint16(20000 + k), Time: 1})
 			mu.Unlock()
 			for _, l := range lines {
-				if err := w.send(kernelMsg(l)); err != nil {
+				if err := w.Send(kernelMsg(l)); err != nil {
 					errc <- err
 					return
 				}
@@ -235,7 +145,7 @@ func TestLogChurnExactlyOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(50 * time.Millisecond)
-			sd.hup()
+			sd.HUP()
 		}},
 		{"disappear and reappear (unlink, HUP)", func() {
 			// Keep the unlinked file readable for the ground truth.
@@ -249,7 +159,7 @@ func TestLogChurnExactlyOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(300 * time.Millisecond)
-			sd.hup()
+			sd.HUP()
 		}},
 		{"copytruncate", func() {
 			// Truncation destroys what no one has read yet; the test
@@ -270,9 +180,9 @@ func TestLogChurnExactlyOnce(t *testing.T) {
 			unpause()
 		}},
 		{"rsyslogd restarts", func() {
-			sd.stop()
+			sd.Stop()
 			time.Sleep(200 * time.Millisecond)
-			sd.start()
+			sd.Start()
 		}},
 		{"knockdaemon restarts (resumes at its saved position)", func() {
 			// A sequence in progress is not carried over a restart (the
@@ -292,7 +202,7 @@ func TestLogChurnExactlyOnce(t *testing.T) {
 			if err := os.Rename(kern, kern+".3"); err != nil {
 				t.Fatal(err)
 			}
-			sd.hup()
+			sd.HUP()
 		}},
 	}
 	for _, s := range steps {
@@ -524,10 +434,11 @@ func testForged(t *testing.T, raw bool) {
 	// accepted and captured: the attacker replays it from X.
 	owner := addr("198.18.95.1")
 	captured := e.seqLines(owner, cipher.Request{Port: 22, Time: 1})
-	w := &sender{s: sd}
+	w := sd.Sender()
+	defer w.Close()
 	mark := p.Mark()
 	for _, l := range captured {
-		if err := w.send(kernelMsg(l)); err != nil {
+		if err := w.Send(kernelMsg(l)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -542,13 +453,13 @@ func testForged(t *testing.T, raw bool) {
 		}
 	}
 	forged = append(forged, "kernel: "+e.prefix+" IN=eth0 SRC=\xff\xfe DPT=800 SYN")
-	forgeAsNobody(t, sd.sock, raw, forged)
+	forgeAsNobody(t, sd.Sock, raw, forged)
 
 	// Then another legitimate knock: everything before it was handled.
 	mark = p.Mark()
 	legit := addr("198.18.95.2")
 	for _, l := range e.seqLines(legit, cipher.Request{Port: 22, Time: 2}) {
-		if err := w.send(kernelMsg(l)); err != nil {
+		if err := w.Send(kernelMsg(l)); err != nil {
 			t.Fatal(err)
 		}
 	}
