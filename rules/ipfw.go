@@ -233,33 +233,35 @@ func (b *IPFW) delete(ctx context.Context, n int) error {
 // Open adds a rule for o at the lowest free number, unless a rule for o is
 // already in the range. Two ipfw invocations (list, add).
 func (b *IPFW) Open(ctx context.Context, o Opening) error {
-	o, err := o.normalize()
-	if err != nil {
-		return err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	rules, err := b.list(ctx)
-	if err != nil {
-		return fmt.Errorf("ipfw open %s: %w", o, err)
-	}
-	for _, r := range rules {
-		if r.ours && r.o.key() == o.key() {
+	return b.forOpening(ctx, "open", o, func(o Opening, rules []ipfwRule, mine []int) error {
+		if len(mine) > 0 {
 			return nil
 		}
-	}
-	n, err := b.freeNumber(rules)
-	if err != nil {
-		return fmt.Errorf("ipfw open %s: %w", o, err)
-	}
-	if _, err := b.run(ctx, b.addArgv(n, o)...); err != nil {
-		return fmt.Errorf("ipfw open %s: %w", o, err)
-	}
-	return nil
+		n, err := b.freeNumber(rules)
+		if err != nil {
+			return err
+		}
+		_, err = b.run(ctx, b.addArgv(n, o)...)
+		return err
+	})
 }
 
 // Close deletes every rule for o in the range; absent is not an error.
 func (b *IPFW) Close(ctx context.Context, o Opening) error {
+	return b.forOpening(ctx, "close", o, func(_ Opening, _ []ipfwRule, mine []int) error {
+		for _, n := range mine {
+			if err := b.delete(ctx, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// forOpening normalizes o and, holding b.mu, lists the rules in the range
+// and calls f with them and the numbers of our rules for o. An error of
+// the listing or of f is wrapped as "ipfw OP o: ...".
+func (b *IPFW) forOpening(ctx context.Context, op string, o Opening, f func(o Opening, rules []ipfwRule, mine []int) error) error {
 	o, err := o.normalize()
 	if err != nil {
 		return err
@@ -267,15 +269,17 @@ func (b *IPFW) Close(ctx context.Context, o Opening) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	rules, err := b.list(ctx)
-	if err != nil {
-		return fmt.Errorf("ipfw close %s: %w", o, err)
-	}
-	for _, r := range rules {
-		if r.ours && r.o.key() == o.key() {
-			if err := b.delete(ctx, r.num); err != nil {
-				return fmt.Errorf("ipfw close %s: %w", o, err)
+	if err == nil {
+		var mine []int
+		for _, r := range rules {
+			if r.ours && r.o.key() == o.key() {
+				mine = append(mine, r.num)
 			}
 		}
+		err = f(o, rules, mine)
+	}
+	if err != nil {
+		return fmt.Errorf("ipfw %s %s: %w", op, o, err)
 	}
 	return nil
 }
