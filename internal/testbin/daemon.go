@@ -275,6 +275,21 @@ func (d *Daemon) Count(want map[string]string) int { return len(d.Events(0, want
 // It gives up early when the daemon has exited and everything it wrote
 // was looked at.
 func (d *Daemon) FindEvent(mark int, timeout time.Duration, want map[string]string) (Event, bool) {
+	var found Event
+	_, ok := d.scan(mark, timeout, func(l string) bool {
+		if evs := matching([]string{l}, want, 1); len(evs) > 0 {
+			found = evs[0]
+			return true
+		}
+		return false
+	})
+	return found, ok
+}
+
+// scan waits up to timeout for an output line after mark for which ok is
+// true. It gives up early when the daemon has exited and every line it
+// wrote was looked at.
+func (d *Daemon) scan(mark int, timeout time.Duration, ok func(string) bool) (string, bool) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
@@ -282,18 +297,20 @@ func (d *Daemon) FindEvent(mark int, timeout time.Duration, want map[string]stri
 		lines := d.lines[min(max(mark, 0), len(d.lines)):]
 		next, n := d.notify, len(d.lines)
 		d.mu.Unlock()
-		if evs := matching(lines, want, 1); len(evs) > 0 {
-			return evs[0], true
+		for _, l := range lines {
+			if ok(l) {
+				return l, true
+			}
 		}
 		mark = n
 		select {
 		case <-next:
 		case <-d.done:
 			if d.Mark() == mark {
-				return nil, false
+				return "", false
 			}
 		case <-deadline.C:
-			return nil, false
+			return "", false
 		}
 	}
 }
@@ -321,26 +338,11 @@ func (d *Daemon) NoEvent(mark int, want map[string]string) {
 // test if none comes; what names the line in that failure.
 func (d *Daemon) WaitLine(mark int, timeout time.Duration, what string, ok func(string) bool) string {
 	d.t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		d.mu.Lock()
-		lines := d.lines[min(max(mark, 0), len(d.lines)):]
-		next, n := d.notify, len(d.lines)
-		d.mu.Unlock()
-		for _, l := range lines {
-			if ok(l) {
-				return l
-			}
-		}
-		mark = n
-		select {
-		case <-next:
-		case <-deadline.C:
-			d.t.Fatalf("%s printed no %s within %v", d.name, what, timeout)
-			return ""
-		}
+	l, found := d.scan(mark, timeout, ok)
+	if !found {
+		d.t.Fatalf("%s printed no %s within %v", d.name, what, timeout)
 	}
+	return l
 }
 
 // Stdin is the writing end of the daemon's standard input pipe (nil when

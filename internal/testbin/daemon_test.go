@@ -61,6 +61,9 @@ func TestDaemonFeedWaitAndStopOnEOF(t *testing.T) {
 	if n := len(d.Events(m+1, map[string]string{"event": "got"})); n != 1 {
 		t.Errorf("Events after the first got = %d, want 1", n)
 	}
+	if l := d.WaitLine(0, time.Second, "banner", func(l string) bool { return strings.HasSuffix(l, "banner") }); l != "not json, a banner" {
+		t.Errorf("WaitLine found %q", l)
+	}
 	if _, ok := d.FindEvent(d.Mark(), 100*time.Millisecond, map[string]string{"event": "never"}); ok {
 		t.Error("FindEvent found an event that was never logged")
 	}
