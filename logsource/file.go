@@ -171,7 +171,7 @@ type File struct {
 	rdy          readiness
 	scan         []byte        // lastLineEnd's buffer
 	check, stall time.Duration // pump: look at the file after check without a line; restart a tail stalled for stall
-	wake         time.Duration // pump: start a new tail when the running one handed no line over for wake
+	wake         time.Duration // pump: start a new tail when the running one handed no line over for wake; 0: never
 	wakes        atomic.Uint64 // tails replaced by wakeTail
 }
 
@@ -234,12 +234,14 @@ type tracked struct {
 	skipLine bool  // the line at off is the rest of an overlong line
 	seen     int64 // the size when a drain last got to its end
 
-	tl       *tail.Tail
-	held     *tail.Line // received from tl, not taken yet
-	batch    []*tail.Line
-	text     []byte // the line handed to emit, reused
-	failures int    // tail restarts since the last line taken
-	retryAt  time.Time
+	tl        *tail.Tail
+	held      *tail.Line // received from tl, not taken yet
+	batch     []*tail.Line
+	text      []byte    // the line handed to emit, reused
+	failures  int       // tail restarts since the last line taken
+	lastTake  time.Time // when lines were last taken from tl
+	tailAtEnd bool      // tl handed over every complete line the file held at the last look
+	retryAt   time.Time
 
 	// A copytruncate copy is read by the source itself (readSelf).
 	lb       *lineBuf

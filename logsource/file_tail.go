@@ -183,10 +183,13 @@ const maxBatch = 4096
 func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Line)) drainResult {
 	check := time.NewTimer(s.check)
 	defer check.Stop()
-	wake := time.NewTimer(s.wake)
+	wakes := s.wake > 0
+	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
 	wakeAfter := s.wake
 	lastProgress := time.Now()
+	idle := wakes && t.tailAtEnd && time.Since(t.lastTake) >= idleAfter
+	t.tailAtEnd = false
 	tries := 0
 	done := ctx.Done()
 	var stopping <-chan time.Time
@@ -202,9 +205,28 @@ func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Lin
 		}
 		l := t.held
 		t.held = nil
+		if l == nil && idle {
+			// The tail had handed over every line the file held and none
+			// since: it waits for its poll. Unless a line is ready after
+			// all, a new tail reads the new ones at once.
+			idle = false
+			select {
+			case got, ok := <-t.tl.Lines:
+				if ok {
+					l = got
+				}
+			default:
+			}
+			if l == nil {
+				s.wakeTail(t)
+				continue
+			}
+		}
 		if l == nil {
 			check.Reset(s.check)
-			wake.Reset(wakeAfter)
+			if wakes {
+				wake.Reset(wakeAfter)
+			}
 			select {
 			case <-done:
 				done = nil
@@ -272,8 +294,14 @@ func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Lin
 	if ctx.Err() != nil {
 		return drainStopped
 	}
+	t.tailAtEnd = true
 	return drainEOF
 }
+
+// idleAfter is how long a tail that got to the end of what the file held
+// must have handed nothing over to count as waiting for its poll: one
+// that is reading hands a line over every few microseconds.
+const idleAfter = 250 * time.Microsecond
 
 // take delivers first and the lines the tail has ready after it, as
 // one batch checked once: the batch starts at t.off, and the bytes
@@ -341,6 +369,7 @@ func (s *File) take(t *tracked, first *tail.Line, emit func(Line)) drainResult {
 		t.pushFPString("\n")
 		t.off = e
 	}
+	t.lastTake = time.Now()
 	s.c.lines.Add(lines)
 	s.c.overlong.Add(over)
 	if t.recovery {

@@ -117,7 +117,7 @@ func TestFileSupervisorRestartsTail(t *testing.T) {
 			appendFile(t, path, "")
 			s := newStepper(t, path, FileOptions{})
 			s.src.stall = 200 * time.Millisecond
-			s.src.wake = time.Hour // restarts, not wake-ups, are under test
+			s.src.wake = 0 // restarts, not wake-ups, are under test
 			appendFile(t, path, "1\n")
 			s.expect("1")
 			if s.src.cur.tl == nil {
