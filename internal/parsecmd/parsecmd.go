@@ -7,10 +7,12 @@ package parsecmd
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math/bits"
 	"os"
 	"runtime"
 	"sort"
@@ -189,6 +191,7 @@ func (p *pipeline) work() {
 			rn.s = Summary{Lines: c.first}
 			rn.out, rn.order = nil, nil
 			rn.region(c.data)
+			rn.flushPrefix()
 			c.s = rn.s
 			c.s.Lines -= c.first
 			c.out, c.order = rn.out, rn.order
@@ -340,6 +343,39 @@ type runner struct {
 	h      logparse.Hit
 	out    []byte
 	order  []string // prefixes of s.Prefixes in the order first seen
+	// A run of hits with the same prefix is counted here and added to
+	// s.Prefixes when the prefix changes (one map update per run, not
+	// two per hit).
+	runPrefix string
+	runHits   int
+}
+
+// countPrefix counts one hit with log prefix p.
+func (rn *runner) countPrefix(p string) {
+	if rn.runHits > 0 && p == rn.runPrefix {
+		rn.runHits++
+		return
+	}
+	rn.flushPrefix()
+	s := &rn.s
+	// Every prefix of the chunk; merge keeps the first MaxPrefixes of
+	// the input.
+	if s.Prefixes == nil {
+		s.Prefixes = map[string]int{}
+	}
+	if _, ok := s.Prefixes[p]; !ok {
+		rn.order = append(rn.order, p)
+		s.Prefixes[p] = 0
+	}
+	rn.runPrefix, rn.runHits = p, 1
+}
+
+// flushPrefix adds the current run of countPrefix to s.Prefixes.
+func (rn *runner) flushPrefix() {
+	if rn.runHits > 0 {
+		rn.s.Prefixes[rn.runPrefix] += rn.runHits
+		rn.runHits = 0
+	}
 }
 
 // region handles complete lines, each ending in a newline.
@@ -352,7 +388,7 @@ func (rn *runner) region(b []byte) {
 		if c < 0 || (nextFW >= 0 && nextFW < c) {
 			c = nextFW
 		}
-		ls := bytes.LastIndexByte(b[:c], '\n') + 1
+		ls := lastNewline(b[counted:c]) + 1 + counted
 		le := c + bytes.IndexByte(b[c:], '\n')
 		rn.s.Lines += bytes.Count(b[counted:ls], nl) + 1
 		counted = le + 1
@@ -373,6 +409,32 @@ func (rn *runner) region(b []byte) {
 
 var nl = []byte{'\n'}
 
+// lastNewline returns the index of the last '\n' in b, or -1. It reads
+// eight bytes at a time from the end: bytes.LastIndexByte is a byte loop,
+// and the start of a firewall line is a hundred bytes or more before the
+// marker that found it.
+func lastNewline(b []byte) int {
+	const (
+		lows   = 0x0101010101010101
+		sevens = 0x7f7f7f7f7f7f7f7f
+	)
+	i := len(b)
+	for ; i >= 8; i -= 8 {
+		x := binary.LittleEndian.Uint64(b[i-8:]) ^ ('\n' * lows)
+		// the high bit of exactly the zero bytes of x: no borrow runs
+		// from one byte into the next, so the highest one is right
+		if m := ^((x&sevens + sevens) | x | sevens); m != 0 {
+			return i - 1 - bits.LeadingZeros64(m)>>3
+		}
+	}
+	for i--; i >= 0; i-- {
+		if b[i] == '\n' {
+			return i
+		}
+	}
+	return -1
+}
+
 // line handles one line that may be firewall output.
 func (rn *runner) line(line []byte, n int) {
 	if k := len(line); k > 0 && line[k-1] == '\r' {
@@ -387,15 +449,7 @@ func (rn *runner) line(line []byte, n int) {
 		if h.FromKernel {
 			s.FromKernel++
 		}
-		// Every prefix of the chunk; merge keeps the first
-		// MaxPrefixes of the input.
-		if s.Prefixes == nil {
-			s.Prefixes = map[string]int{}
-		}
-		if _, ok := s.Prefixes[h.Prefix]; !ok {
-			rn.order = append(rn.order, h.Prefix)
-		}
-		s.Prefixes[h.Prefix]++
+		rn.countPrefix(h.Prefix)
 		if rn.opts.Prefix != "" && !strings.HasPrefix(h.Prefix, rn.opts.Prefix) {
 			s.Filtered++
 			return

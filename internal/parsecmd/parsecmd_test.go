@@ -382,3 +382,16 @@ func TestPrefixTally(t *testing.T) {
 		t.Errorf("summary:\n%s", out.String())
 	}
 }
+
+func TestLastNewline(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for n := range 20000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = "\nx\x0a\x8a\x0b\xff"[r.IntN(6)]
+		}
+		if got, want := lastNewline(b), bytes.LastIndexByte(b, '\n'); got != want {
+			t.Fatalf("case %d: lastNewline(%q) = %d, want %d", n, b, got, want)
+		}
+	}
+}
