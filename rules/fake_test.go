@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -105,5 +106,72 @@ func TestFakeRunnerScript(t *testing.T) {
 	cancel()
 	if _, err := f.Run(cctx, []string{"a"}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled context: %v", err)
+	}
+}
+
+// listCase is one case of a backend's List: what the fake tools answer,
+// and the openings (or the error) that must come of it.
+type listCase struct {
+	name    string
+	script  func(f *FakeRunner)
+	want    []Opening
+	wantErr bool
+}
+
+// testList runs each case against the backend mk makes on a fresh fake
+// runner. A List that succeeds must have run exactly the commands calls.
+func testList(t *testing.T, mk func(Runner) Backend, calls []string, tests []listCase) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := new(FakeRunner)
+			tc.script(f)
+			got, err := mk(f).List(context.Background())
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("List = %v, want an error", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("List = %v, want %v", got, tc.want)
+			}
+			if !slices.Equal(f.Calls(), calls) {
+				t.Fatalf("commands %q, want %q", f.Calls(), calls)
+			}
+		})
+	}
+}
+
+// must fails the test when err is not nil; what names the step.
+func must(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// openConcurrently opens n copies of o, on ports base to base+n-1, from n
+// goroutines at once, and fails the test if any Open fails.
+func openConcurrently(t *testing.T, ctx context.Context, b Backend, o Opening, base uint16, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := o
+			p.Port = base + uint16(i)
+			errs <- b.Open(ctx, p)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		must(t, "concurrent open", err)
 	}
 }

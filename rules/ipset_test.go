@@ -3,7 +3,6 @@ package rules
 import (
 	"context"
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
 )
@@ -162,12 +161,7 @@ add knockdaemon6 2001:db8::7,tcp:443 timeout 100
 
 func TestIPSetList(t *testing.T) {
 	const l4, l6 = "ipset list knockdaemon -output save", "ipset list knockdaemon6 -output save"
-	tests := []struct {
-		name    string
-		script  func(f *FakeRunner)
-		want    []Opening
-		wantErr bool
-	}{
+	tests := []listCase{
 		{
 			name:   "both sets with timeouts, foreign protocols skipped",
 			script: func(f *FakeRunner) { f.On(l4, ipsetSave4, nil).On(l6, ipsetSave6, nil) },
@@ -187,28 +181,7 @@ func TestIPSetList(t *testing.T) {
 			wantErr: true,
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := new(FakeRunner)
-			tc.script(f)
-			got, err := mkIPSet(f).List(context.Background())
-			if tc.wantErr {
-				if err == nil {
-					t.Fatalf("List = %v, want an error", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("List = %v, want %v", got, tc.want)
-			}
-			if want := []string{l4, l6}; !slices.Equal(f.Calls(), want) {
-				t.Fatalf("commands %q, want %q", f.Calls(), want)
-			}
-		})
-	}
+	testList(t, mkIPSet, []string{l4, l6}, tests)
 }
 
 func TestNewIPSetNames(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -239,11 +238,7 @@ const iptablesS6 = `-N KNOCKDAEMON
 `
 
 func TestIPTablesList(t *testing.T) {
-	tests := []struct {
-		name   string
-		script func(f *FakeRunner)
-		want   []Opening
-	}{
+	tests := []listCase{
 		{
 			name: "both families, only the daemon's exact rules, duplicates once",
 			script: func(f *FakeRunner) {
@@ -262,22 +257,7 @@ func TestIPTablesList(t *testing.T) {
 			},
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := new(FakeRunner)
-			tc.script(f)
-			got, err := mkIPTables(f).List(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("List = %v, want %v", got, tc.want)
-			}
-			if want := []string{"iptables -w -S KNOCKDAEMON", "ip6tables -w -S KNOCKDAEMON"}; !slices.Equal(f.Calls(), want) {
-				t.Fatalf("commands %q, want %q", f.Calls(), want)
-			}
-		})
-	}
+	testList(t, mkIPTables, []string{"iptables -w -S KNOCKDAEMON", "ip6tables -w -S KNOCKDAEMON"}, tests)
 	t.Run("an unknown failure is an error", func(t *testing.T) {
 		f := new(FakeRunner).Fail("iptables -w -S KNOCKDAEMON", 1, "iptables v1.8.9 (nf_tables): chain `KNOCKDAEMON' in table `filter' is incompatible, use 'nft' tool.")
 		if _, err := mkIPTables(f).List(context.Background()); err == nil || errors.Is(err, ErrNotExist) {

@@ -103,13 +103,6 @@ func mustList(t *testing.T, b Backend, want ...Opening) {
 	}
 }
 
-func must(t *testing.T, what string, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
 // lifecycle is the common scenario: blocked, open (twice), connect, close
 // (twice), blocked, for each opening in os.
 func lifecycle(t *testing.T, h *kernelHost, b Backend, count func(t *testing.T) int, openings ...Opening) {

@@ -272,12 +272,7 @@ const nftSetEmpty = `{"nftables": [{"metainfo": {"version": "1.0.6", "release_na
 
 func TestNFTablesList(t *testing.T) {
 	const l4, l6 = "nft -j list set inet filter knockdaemon", "nft -j list set inet filter knockdaemon6"
-	tests := []struct {
-		name    string
-		script  func(f *FakeRunner)
-		want    []Opening
-		wantErr bool
-	}{
+	tests := []listCase{
 		{
 			name:   "elements with and without timeout, foreign protocols skipped",
 			script: func(f *FakeRunner) { f.On(l4, nftSet4, nil).On(l6, nftSet6, nil) },
@@ -309,28 +304,7 @@ func TestNFTablesList(t *testing.T) {
 			wantErr: true,
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := new(FakeRunner)
-			tc.script(f)
-			got, err := mkNFTables(f).List(context.Background())
-			if tc.wantErr {
-				if err == nil {
-					t.Fatalf("List = %v, want an error", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("List = %v, want %v", got, tc.want)
-			}
-			if want := []string{l4, l6}; !slices.Equal(f.Calls(), want) {
-				t.Fatalf("commands %q, want %q", f.Calls(), want)
-			}
-		})
-	}
+	testList(t, mkNFTables, []string{l4, l6}, tests)
 }
 
 func TestRecogniseNftIgnoresNetnsErrors(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -100,22 +99,7 @@ func TestKernelNFTablesSession(t *testing.T) {
 	}
 
 	// Concurrent opens: serialised on the one child, all present.
-	var wg sync.WaitGroup
-	errs := make(chan error, 30)
-	for i := range 30 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p := o
-			p.Port = uint16(30000 + i)
-			errs <- b.Open(ctx, p)
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		must(t, "concurrent open", err)
-	}
+	openConcurrently(t, ctx, b, o, 30000, 30)
 	got, err := b.List(ctx)
 	must(t, "list", err)
 	if len(got) != 30 {
@@ -198,22 +182,7 @@ func TestKernelIPSetSession(t *testing.T) {
 	}
 	must(t, "stop", missing.Stop())
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 30)
-	for i := range 30 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p := o
-			p.Port = uint16(30000 + i)
-			errs <- b.Open(ctx, p)
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		must(t, "concurrent open", err)
-	}
+	openConcurrently(t, ctx, b, o, 30000, 30)
 	got, err := b.List(ctx)
 	must(t, "list", err)
 	if len(got) != 30 {

@@ -205,22 +205,7 @@ func TestNFTablesSessionConcurrent(t *testing.T) {
 	ctx := context.Background()
 	f := &FakeStreamRunner{Answer: nftAnswers(nil)}
 	b := mkNFTStream(t, f)
-	var wg sync.WaitGroup
-	errs := make(chan error, 40)
-	for i := range 40 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o := v4
-			o.Port = uint16(1000 + i)
-			errs <- b.Open(ctx, o)
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		must(t, "open", err)
-	}
+	openConcurrently(t, ctx, b, v4, 1000, 40)
 	got := f.Written()[2:] // after the handshake
 	if len(got) != 80 {
 		t.Fatalf("%d lines, want 80", len(got))
