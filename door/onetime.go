@@ -63,16 +63,9 @@ func OpenOneTime(path string) (*OneTime, error) {
 	if err != nil {
 		return nil, err
 	}
-	for i, l := range lines {
-		t := strings.TrimSpace(l)
-		if t == "" || t[0] == '#' {
-			continue
-		}
-		if _, err := ParseSequence(t); err != nil {
-			return nil, &LineError{Path: path, Line: i + 1, Err: err}
-		}
+	if err := o.load(path, lines); err != nil {
+		return nil, err
 	}
-	o.cur, _, o.remaining = scan(lines)
 	return o, nil
 }
 
@@ -86,17 +79,27 @@ func (o *OneTime) Reload() ([]Step, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := o.load(o.path, lines); err != nil {
+		return nil, err
+	}
+	return slices.Clone(o.cur), nil
+}
+
+// load checks every sequence line of the file (a malformed one is a
+// *LineError naming path and the line) and, only when all are good, makes
+// the first unused one current.
+func (o *OneTime) load(path string, lines []string) error {
 	for i, l := range lines {
 		t := strings.TrimSpace(l)
 		if t == "" || t[0] == '#' {
 			continue
 		}
 		if _, err := ParseSequence(t); err != nil {
-			return nil, &LineError{Path: o.path, Line: i + 1, Err: err}
+			return &LineError{Path: path, Line: i + 1, Err: err}
 		}
 	}
 	o.cur, _, o.remaining = scan(lines)
-	return slices.Clone(o.cur), nil
+	return nil
 }
 
 // All returns every unused sequence in the file, in file order, as last
