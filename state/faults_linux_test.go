@@ -83,15 +83,16 @@ func TestSaveIntoReadOnlyDirectoryKeepsPreviousFile(t *testing.T) {
 	assertNoTemps(t, path)
 }
 
-// tinyFS mounts a tmpfs of a few pages so that a write can really run out
-// of space; it is unmounted on cleanup.
-func tinyFS(t *testing.T) string {
+// mountTmpfs mounts a tmpfs of size (for example "16k": a few pages, so
+// that a write can really run out of space) for the test and unmounts it
+// on cleanup.
+func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		netnstest.Unavailable(t, "needs root to mount a tmpfs")
 	}
 	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=16k,mode=0700"); err != nil {
+	if err := unix.Mount("knocktest", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size="+size+",mode=0700"); err != nil {
 		netnstest.Unavailable(t, "cannot mount a tmpfs: %v", err)
 	}
 	t.Cleanup(func() {
@@ -103,7 +104,7 @@ func tinyFS(t *testing.T) string {
 }
 
 func TestSaveOnAFullDiskKeepsPreviousFile(t *testing.T) {
-	dir := tinyFS(t)
+	dir := mountTmpfs(t, "16k")
 	path := filepath.Join(dir, "state.json")
 	old := sample()
 	if err := Save(path, old); err != nil {

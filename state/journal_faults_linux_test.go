@@ -9,33 +9,14 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/knockdaemon/knock/internal/netnstest"
 	"golang.org/x/sys/unix"
 )
-
-// smallTmpfs mounts a 64 KiB tmpfs for the test and unmounts it at
-// cleanup.
-func smallTmpfs(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		netnstest.Unavailable(t, "needs root to mount a small tmpfs")
-	}
-	dir := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("knocktest", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64k,mode=0700"); err != nil {
-		netnstest.Unavailable(t, "cannot mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
-}
 
 // A full disk and a read-only file system are reported by Append, with
 // the path; the journal holds only whole records afterwards and works
 // again once there is room.
 func TestJournalFullAndReadOnly(t *testing.T) {
-	dir := smallTmpfs(t)
+	dir := mountTmpfs(t, "64k")
 	path := filepath.Join(dir, "replay.journal")
 	j, _, _ := openJ(t, path)
 	appendAll(t, j, recN(0), recN(1))
