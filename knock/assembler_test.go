@@ -822,49 +822,35 @@ func TestConfigValidate(t *testing.T) {
 
 func TestFailureMemoryOnArrival(t *testing.T) {
 	// The clock stands still, so only arrival times decide. Last hit at 0s;
-	// hits die at 10s; the two failures are remembered until 70s.
+	// hits die at 10s; the two failures are remembered until 70s. With
+	// penalty, the expiry timer has moved the source to the penalty list
+	// before the third sequence arrives.
 	for _, tc := range []struct {
-		name   string
-		at     time.Duration
-		locked bool
+		name    string
+		at      time.Duration
+		penalty bool
+		locked  bool
 	}{
-		{"third failure inside the memory", 70*time.Second - time.Millisecond, true},
-		{"third failure after the memory", 70 * time.Second, false},
+		{"third failure inside the memory", 70*time.Second - time.Millisecond, false, true},
+		{"third failure after the memory", 70 * time.Second, false, false},
+		{"penalty entry, timer behind, inside the memory", 70*time.Second - time.Millisecond, true, true},
+		{"penalty entry, timer behind, after the memory", 70 * time.Second, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, Config{SequenceTimeout: 10 * time.Second, LockoutFailures: 3, Lockout: 60 * time.Second})
 			src := addr("192.0.2.1")
-			if k := f.failing("192.0.2.1", wrong(100, 17)); k != -1 {
+			hits := 17
+			if tc.penalty {
+				hits = 16
+			}
+			if k := f.failing("192.0.2.1", wrong(100, hits)); k != -1 {
 				t.Fatalf("locked at knock %d", k)
 			}
-			var r Result
-			for k, off := range seqA {
-				r = f.hit(Hit{Src: src, Proto: TCP, SrcPort: uint16(k), DstPort: 745 + uint16(off), Time: t0.Add(tc.at)})
-			}
-			f.wantCandidate(r, [8]byte(seqA))
-			if _, locked := f.a.Reject(src); locked != tc.locked {
-				t.Fatalf("locked %v, want %v", locked, tc.locked)
-			}
-		})
-	}
-
-	for _, tc := range []struct {
-		name   string
-		at     time.Duration
-		locked bool
-	}{
-		{"penalty entry, timer behind, inside the memory", 70*time.Second - time.Millisecond, true},
-		{"penalty entry, timer behind, after the memory", 70 * time.Second, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, Config{SequenceTimeout: 10 * time.Second, LockoutFailures: 3, Lockout: 60 * time.Second})
-			src := addr("192.0.2.1")
-			if k := f.failing("192.0.2.1", wrong(100, 16)); k != -1 {
-				t.Fatalf("locked at knock %d", k)
-			}
-			f.clk.Advance(10 * time.Second) // the timer moves the entry to the penalty list
-			if n := f.a.Stats().Sources; n != 1 {
-				t.Fatalf("sources %d, want the penalty entry", n)
+			if tc.penalty {
+				f.clk.Advance(10 * time.Second) // the timer moves the entry to the penalty list
+				if n := f.a.Stats().Sources; n != 1 {
+					t.Fatalf("sources %d, want the penalty entry", n)
+				}
 			}
 			var r Result
 			for k, off := range seqA {
