@@ -1,6 +1,7 @@
 package logparse
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 )
@@ -60,4 +61,35 @@ func FuzzParseIP4(f *testing.F) {
 			t.Fatalf("parseIP4(%q) = %v %v, netip says %v %v", s, got, ok, want, err)
 		}
 	})
+}
+
+// TestIP4At compares ip4At with parseAddr on the token up to the next
+// space, on random text rich in digits and dots.
+func TestIP4At(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	alphabet := "0123456789..012 :25x\\xb0"
+	for n := range 200000 {
+		b := make([]byte, r.IntN(20))
+		for k := range b {
+			b[k] = alphabet[r.IntN(len(alphabet))]
+		}
+		a, e, ok := ip4At(b, 0)
+		if !ok {
+			continue
+		}
+		want, wok := parseAddr(b[:nextSpace(b, 0)])
+		if !wok || want != a || e != nextSpace(b, 0) {
+			t.Fatalf("case %d: ip4At(%q) = %v %d, parseAddr gives %v %v", n, b, a, e, want, wok)
+		}
+	}
+	for _, s := range []string{"198.51.100.7", "0.0.0.0 x", "255.255.255.255", "1.2.3.4"} {
+		if _, _, ok := ip4At([]byte(s), 0); !ok {
+			t.Errorf("ip4At(%q) refused", s)
+		}
+	}
+	for _, s := range []string{"01.2.3.4", "1.2.3.256", "1.2.3", "1.2.3.4.5", "1.2.3.4x", "1..2.3", ""} {
+		if _, _, ok := ip4At([]byte(s), 0); ok {
+			t.Errorf("ip4At(%q) accepted", s)
+		}
+	}
 }
