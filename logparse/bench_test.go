@@ -196,3 +196,30 @@ func TestAllocations(t *testing.T) {
 		})
 	}
 }
+
+// TestAlternatingPrefixes: lines that alternate between a few prefixes
+// parse without allocating once each prefix has been seen, and each hit
+// carries its own line's prefix.
+func TestAlternatingPrefixes(t *testing.T) {
+	prefixes := []string{"[UFW BLOCK]", "[UFW AUDIT]", "knock:", "DROP-IN:"}
+	var lines [][]byte
+	for _, p := range prefixes {
+		lines = append(lines, []byte("Nov 21 05:20:44 gw kernel: "+p+" IN=eth0 OUT= MAC= SRC=198.51.100.7 DST=203.0.113.5 LEN=60 TTL=64 PROTO=TCP SPT=51515 DPT=800 "))
+	}
+	var h Hit
+	for _, l := range lines {
+		if err := Parse(l, &h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := 0
+	n := testing.AllocsPerRun(200, func() {
+		if err := Parse(lines[k%len(lines)], &h); err != nil || h.Prefix != prefixes[k%len(lines)] {
+			t.Fatalf("line %d: %v, prefix %q", k, err, h.Prefix)
+		}
+		k++
+	})
+	if n != 0 {
+		t.Errorf("%v allocations per line, want 0", n)
+	}
+}

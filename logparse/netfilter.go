@@ -3,6 +3,7 @@ package logparse
 import (
 	"bytes"
 	"net/netip"
+	"sync/atomic"
 )
 
 // Netfilter's nf_log_syslog (net/netfilter/nf_log_syslog.c, also behind
@@ -293,7 +294,7 @@ func parseNetfilter(line []byte, anchor int, h *Hit, groupOUT *bool) error {
 	} else if string(prefix) == oldPrefix {
 		h.Prefix = oldPrefix
 	} else {
-		h.Prefix = string(prefix)
+		h.Prefix = internPrefix(prefix)
 	}
 
 	s := line[anchor:]
@@ -562,6 +563,42 @@ func parseNetfilter(line []byte, anchor int, h *Hit, groupOUT *bool) error {
 	h.In = reuse(oldIn, in)
 	h.Out = reuse(oldOut, out)
 	return nil
+}
+
+// internedPrefixes holds the first maxInterned log prefixes seen (copy on
+// write), so lines that alternate between a few rules' prefixes (ufw's
+// BLOCK, ALLOW and AUDIT, a knock rule among them) find their string
+// here instead of allocating one each time the prefix changes. It only
+// grows, and only to maxInterned short strings: prefixes seen later, or
+// from a log that invents a new one per line, are allocated as before.
+var internedPrefixes atomic.Pointer[[]string]
+
+const maxInterned = 16
+
+func internPrefix(b []byte) string {
+	p := internedPrefixes.Load()
+	if p != nil {
+		for _, s := range *p {
+			if s == string(b) {
+				return s
+			}
+		}
+	}
+	s := string(b)
+	if n := 0; len(s) <= 128 {
+		if p != nil {
+			n = len(*p)
+		}
+		if n < maxInterned {
+			q := make([]string, n+1)
+			if p != nil {
+				copy(q, *p)
+			}
+			q[n] = s
+			internedPrefixes.CompareAndSwap(p, &q) // a lost race only skips the add
+		}
+	}
+	return s
 }
 
 // reuse returns old when b spells it, avoiding a new string.
