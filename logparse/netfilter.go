@@ -254,6 +254,9 @@ const (
 		1<<fUID | 1<<fGID | 1<<fMARK
 )
 
+// sectionBad holds the keys refused in each section.
+var sectionBad = [2]uint64{transportOnly, headerOnly}
+
 var keyNames = [...]string{
 	fIN: "IN", fOUT: "OUT", fPHYSIN: "PHYSIN", fPHYSOUT: "PHYSOUT", fMAC: "MAC",
 	fMACSRC: "MACSRC", fMACDST: "MACDST", fMACPROTO: "MACPROTO", fVPROTO: "VPROTO",
@@ -297,237 +300,13 @@ func parseNetfilter(line []byte, anchor int, h *Hit, groupOUT *bool) error {
 		h.Prefix = internPrefix(prefix)
 	}
 
-	s := line[anchor:]
-	var (
-		seen     [2]uint64
-		sec      int
-		src, dst netip.Addr
-		in, out  []byte
-		frag     bool
-		udplite  bool
-		sawPorts int
-		prev     = fUnknown // the last key read, for nextKey
-	)
-	i := 0
-	for i < len(s) {
-		if s[i] == ' ' {
-			i++
-			continue
-		}
-		switch s[i] {
-		case '[':
-			// an ICMP error's inner packet, or "INCOMPLETE [N bytes]"
-			if sec == 0 {
-				return malformed(Netfilter, "unexpected [ before PROTO=")
-			}
-			end := groupEnd(s, i)
-			if end < 0 {
-				return malformed(Netfilter, "unterminated [")
-			}
-			if bytes.Contains(s[i:end], keyOUT) {
-				*groupOUT = true
-			}
-			i = end
-			continue
-		case '(', ')', ']':
-			return malformed(Netfilter, "unexpected "+string(s[i]))
-		}
-		// Most tokens are a short KEY= or a short bare word: the first
-		// eight bytes, read as one word, give the '=' and the space, and
-		// the key is looked up by its bytes as an integer. Anything else
-		// takes the general way below, which gives the same result.
-		w := word8(s, i)
-		k, vs := -1, 0
-		var weq, wsp int
-		if p := &nextKey[prev]; w&p.mask == p.word && p.mask != 0 {
-			// the key the kernel prints after the previous one
-			k, vs = int(p.k), i+int(p.n)
-		} else {
-			weq, wsp = firstByte(w, '='*lows), firstByte(w, ' '*lows)
-			if weq < wsp && weq > 0 {
-				if k = keyOf(w&(1<<(8*weq)-1), weq); k >= 0 {
-					vs = i + weq + 1
-				}
-			}
-		}
-		if k < 0 {
-			e := i + wsp
-			if wsp == 8 {
-				e = nextSpace(s, i)
-			}
-			tok := s[i:e]
-			eq := -1
-			if weq < wsp {
-				eq = weq
-			} else if wsp == 8 {
-				eq = bytes.IndexByte(tok, '=')
-			}
-			if eq < 0 {
-				// a bare word
-				i = e + 1 // past the space, or past the end
-				w := tok
-				if sec == 1 && h.Proto == ProtoTCP {
-					if fl := tcpFlag(w); fl != 0 {
-						if h.Flags&fl != 0 {
-							return malformed(Netfilter, "duplicate TCP flag "+string(w))
-						}
-						h.Flags |= fl
-						continue
-					}
-				}
-				b := -1
-				switch {
-				case string(w) == "OPT":
-					b = bOPT
-					for i < len(s) && s[i] == ' ' {
-						i++
-					}
-					if i >= len(s) || s[i] != '(' {
-						return malformed(Netfilter, "OPT without (")
-					}
-					end := groupEnd(s, i)
-					if end < 0 {
-						return malformed(Netfilter, "unterminated OPT (")
-					}
-					if bytes.Contains(s[i:end], keyOUT) {
-						*groupOUT = true
-					}
-					i = end
-					// IPv6 with old kernels: one OPT ( ) per extension header
-					if sec == 0 {
-						continue
-					}
-				case string(w) == "INCOMPLETE":
-					b = bINCOMPLETE
-					h.Incomplete = true
-				case sec == 0 && string(w) == "CE":
-					b = bCE
-				case sec == 0 && string(w) == "DF":
-					b = bDF
-				case sec == 0 && string(w) == "MF":
-					b = bMF
-				case sec == 0 && len(w) > 5 && string(w[:5]) == "FRAG:":
-					b = bFRAG
-					v, ok := atou(w[5:], 65535)
-					if !ok {
-						return malformed(Netfilter, "bad FRAG:")
-					}
-					frag = v != 0
-				case sec == 0 && string(w) == "ARP":
-					return malformed(Netfilter, "an ARP packet: no IP addresses or ports")
-				case sec == 0 && len(w) > 3 && string(w[:3]) == "ID:":
-					// IPv6 fragment identification
-					if !isHex(w[3:]) {
-						return malformed(Netfilter, "bad ID:")
-					}
-					continue
-				default:
-					return malformed(Netfilter, "unexpected word "+quoteShort(w))
-				}
-				if seen[sec]&(1<<b) != 0 {
-					return malformed(Netfilter, "duplicate "+keyNames[b])
-				}
-				seen[sec] |= 1 << b
-				continue
-			}
-			// KEY=VALUE
-			key := tok[:eq]
-			if k = fieldKey(key); k == fUnknown {
-				// A field this parser does not know (a newer kernel, a
-				// vendor patch): tolerated and ignored, never used.
-				if !isUpperKey(key) {
-					return malformed(Netfilter, "bad key "+quoteShort(key))
-				}
-				i = e + 1
-				continue
-			}
-			vs = i + eq + 1
-		}
-		if sec == 0 && transportOnly&(1<<k) != 0 {
-			return malformed(Netfilter, keyNames[k]+"= before PROTO=")
-		}
-		if sec == 1 && headerOnly&(1<<k) != 0 {
-			return malformed(Netfilter, keyNames[k]+"= after PROTO=")
-		}
-		if seen[sec]&(1<<k) != 0 {
-			return malformed(Netfilter, "duplicate "+keyNames[k]+"=")
-		}
-		seen[sec] |= 1 << k
-		// The value runs from vs to the next space; the number readers
-		// find that space themselves.
-		ok := true
-		e := -1
-		switch k {
-		case fIN, fOUT, fPHYSIN, fPHYSOUT:
-			e = nextSpace(s, vs)
-			val := s[vs:e]
-			ok = len(val) == 0 || validIfname(val)
-			if k == fIN {
-				in = val
-			} else if k == fOUT {
-				out = val
-			}
-		case fMAC, fMACSRC, fMACDST:
-			// not used; vendor and sanitised forms vary
-		case fSRC:
-			if src, e, ok = ip4At(s, vs); !ok {
-				e = nextSpace(s, vs)
-				src, ok = parseAddr(s[vs:e])
-			}
-		case fDST:
-			if dst, e, ok = ip4At(s, vs); !ok {
-				e = nextSpace(s, vs)
-				dst, ok = parseAddr(s[vs:e])
-			}
-		case fGATEWAY:
-			e = nextSpace(s, vs)
-			_, ok = parseAddr(s[vs:e])
-		case fLEN, fTTL, fID, fTC, fHOPLIMIT, fFLOWLBL, fSEQ, fACK, fWINDOW, fURGP,
-			fPARAMETER, fMTU, fUID, fGID, fVID:
-			_, e, ok = decimalAt(s, vs, 10, 1<<63)
-		case fTOS, fPREC, fRES, fMACPROTO, fVPROTO, fMARK, fSPI:
-			e = nextSpace(s, vs)
-			ok = isHex(s[vs:e]) && e-vs <= 10
-		case fPROTO:
-			e = nextSpace(s, vs)
-			val := s[vs:e]
-			sec = 1
-			h.Proto, ok = protoOf(val)
-			udplite = string(val) == "UDPLITE"
-		case fSPT, fDPT:
-			var v uint64
-			v, e, ok = decimalAt(s, vs, 20, 65535)
-			sawPorts++
-			switch {
-			case udplite:
-				// ports logged, but not a protocol a knock uses
-			case h.Proto != ProtoTCP && h.Proto != ProtoUDP:
-				ok = false
-			case k == fSPT:
-				h.SrcPort = uint16(v)
-			default:
-				h.DstPort = uint16(v)
-			}
-		case fTYPE, fCODE:
-			var v uint64
-			v, e, ok = decimalAt(s, vs, 20, 255)
-			if k == fTYPE {
-				h.ICMPType = uint8(v)
-			} else {
-				h.ICMPCode = uint8(v)
-			}
-			ok = ok && (h.Proto == ProtoICMP || h.Proto == ProtoICMPv6)
-		}
-		if !ok || e < 0 {
-			e = nextSpace(s, vs)
-		}
-		if !ok {
-			return malformed(Netfilter, "bad "+keyNames[k]+"= value "+quoteShort(s[vs:e]))
-		}
-		i = e + 1 // past the space, or past the end
-		prev = k
+	st := fieldReader{h: h}
+	err := st.read(line[anchor:])
+	*groupOUT = st.groupOUT
+	if err != nil {
+		return err
 	}
-
+	seen, src, dst := &st.seen, st.src, st.dst
 	switch {
 	case seen[0]&(1<<fSRC) == 0 || seen[0]&(1<<fDST) == 0:
 		return malformed(Netfilter, "no SRC= or DST=")
@@ -544,13 +323,13 @@ func parseNetfilter(line []byte, anchor int, h *Hit, groupOUT *bool) error {
 	case h.Proto == ProtoICMP && !src.Is4(), h.Proto == ProtoICMPv6 && !src.Is6():
 		return malformed(Netfilter, "ICMP version does not match the address family")
 	}
-	noTransport := frag || h.Incomplete
+	noTransport := st.frag || h.Incomplete
 	switch h.Proto {
 	case ProtoTCP, ProtoUDP:
-		if sawPorts != 2 && !noTransport {
+		if st.sawPorts != 2 && !noTransport {
 			return malformed(Netfilter, "no SPT= and DPT=")
 		}
-		if frag && sawPorts != 0 {
+		if st.frag && st.sawPorts != 0 {
 			return malformed(Netfilter, "ports on a non-first fragment")
 		}
 	case ProtoICMP, ProtoICMPv6:
@@ -558,11 +337,274 @@ func parseNetfilter(line []byte, anchor int, h *Hit, groupOUT *bool) error {
 			return malformed(Netfilter, "no ICMP TYPE= and CODE=")
 		}
 	}
-	h.Fragment = frag
+	h.Fragment = st.frag
 	h.Src, h.Dst = src, dst
-	h.In = reuse(oldIn, in)
-	h.Out = reuse(oldOut, out)
+	h.In = reuse(oldIn, st.in)
+	h.Out = reuse(oldOut, st.out)
 	return nil
+}
+
+// fieldReader is the state of reading the kernel's fields of one line.
+type fieldReader struct {
+	h        *Hit
+	groupOUT bool      // an "OUT=" inside a skipped group
+	seen     [2]uint64 // keys and bare words seen, per section
+	sec      int       // 0 before PROTO=, 1 from it on
+	src, dst netip.Addr
+	in, out  []byte
+	frag     bool
+	udplite  bool
+	sawPorts int
+}
+
+// read reads the fields in s, from the kernel's IN= to the end of the
+// line.
+//
+// Most tokens are a short KEY=, and most keys are the one the kernel
+// prints after the previous key: the next eight bytes, read as one word,
+// are compared with that key first (nextKey). Other tokens go to other,
+// which handles them in full or finds their key.
+func (st *fieldReader) read(s []byte) error {
+	prev := uint(fUnknown) // the last key read, for nextKey
+	for i := 0; i < len(s); {
+		w := word8(s, i)
+		var k, vs int
+		if p := &nextKey[prev&63]; w&p.mask == p.word {
+			k, vs = int(p.k), i+int(p.n)
+		} else {
+			var err error
+			if i, k, vs, err = st.other(s, i, w); err != nil {
+				return err
+			}
+			if k < 0 {
+				continue
+			}
+		}
+		sec := st.sec & 1
+		if (sectionBad[sec]|st.seen[sec])&(1<<k) != 0 {
+			return keyError(k, sec)
+		}
+		st.seen[sec] |= 1 << k
+		e, ok := st.value(s, k, vs)
+		if !ok {
+			e = nextSpace(s, vs)
+			return malformed(Netfilter, "bad "+keyNames[k]+"= value "+quoteShort(s[vs:e]))
+		}
+		i = e + 1 // past the space, or past the end
+		prev = uint(k)
+	}
+	return nil
+}
+
+// keyError says why key k may not appear in section sec.
+func keyError(k, sec int) error {
+	if sec == 0 && transportOnly&(1<<k) != 0 {
+		return malformed(Netfilter, keyNames[k]+"= before PROTO=")
+	}
+	if sec == 1 && headerOnly&(1<<k) != 0 {
+		return malformed(Netfilter, keyNames[k]+"= after PROTO=")
+	}
+	return malformed(Netfilter, "duplicate "+keyNames[k]+"=")
+}
+
+// value reads the value of key k at s[vs:], up to the next space, into
+// st; e is that space (or the end of s). On !ok the caller reports the
+// value as bad.
+func (st *fieldReader) value(s []byte, k, vs int) (e int, ok bool) {
+	h := st.h
+	switch k {
+	case fIN, fOUT, fPHYSIN, fPHYSOUT:
+		e = nextSpace(s, vs)
+		val := s[vs:e]
+		ok = len(val) == 0 || validIfname(val)
+		if k == fIN {
+			st.in = val
+		} else if k == fOUT {
+			st.out = val
+		}
+		return e, ok
+	case fSRC:
+		if st.src, e, ok = ip4At(s, vs); !ok {
+			e = nextSpace(s, vs)
+			st.src, ok = parseAddr(s[vs:e])
+		}
+		return e, ok
+	case fDST:
+		if st.dst, e, ok = ip4At(s, vs); !ok {
+			e = nextSpace(s, vs)
+			st.dst, ok = parseAddr(s[vs:e])
+		}
+		return e, ok
+	case fGATEWAY:
+		e = nextSpace(s, vs)
+		_, ok = parseAddr(s[vs:e])
+		return e, ok
+	case fLEN, fTTL, fID, fTC, fHOPLIMIT, fFLOWLBL, fSEQ, fACK, fWINDOW, fURGP,
+		fPARAMETER, fMTU, fUID, fGID, fVID:
+		_, e, ok = decimalAt(s, vs, 10, 1<<63)
+		return e, ok
+	case fTOS, fPREC, fRES, fMACPROTO, fVPROTO, fMARK, fSPI:
+		e = nextSpace(s, vs)
+		return e, isHex(s[vs:e]) && e-vs <= 10
+	case fPROTO:
+		e = nextSpace(s, vs)
+		val := s[vs:e]
+		st.sec = 1
+		h.Proto, ok = protoOf(val)
+		st.udplite = string(val) == "UDPLITE"
+		return e, ok
+	case fSPT, fDPT:
+		var v uint64
+		v, e, ok = decimalAt(s, vs, 20, 65535)
+		st.sawPorts++
+		switch {
+		case st.udplite:
+			// ports logged, but not a protocol a knock uses
+		case h.Proto != ProtoTCP && h.Proto != ProtoUDP:
+			ok = false
+		case k == fSPT:
+			h.SrcPort = uint16(v)
+		default:
+			h.DstPort = uint16(v)
+		}
+		return e, ok
+	case fTYPE, fCODE:
+		var v uint64
+		v, e, ok = decimalAt(s, vs, 20, 255)
+		if k == fTYPE {
+			h.ICMPType = uint8(v)
+		} else {
+			h.ICMPCode = uint8(v)
+		}
+		return e, ok && (h.Proto == ProtoICMP || h.Proto == ProtoICMPv6)
+	}
+	// fMAC, fMACSRC, fMACDST: not used; vendor and sanitised forms vary
+	return nextSpace(s, vs), true
+}
+
+// other handles the token at s[i:] that is not the predicted key; w is
+// its first eight bytes. It skips a space, a bracketed group or a bare
+// word, or a key it does not know, and returns the next index and k = -1;
+// for a known key it returns k and the index vs of its value.
+func (st *fieldReader) other(s []byte, i int, w uint64) (next, k, vs int, err error) {
+	h := st.h
+	if s[i] == ' ' {
+		return i + 1, -1, 0, nil
+	}
+	switch s[i] {
+	case '[':
+		// an ICMP error's inner packet, or "INCOMPLETE [N bytes]"
+		if st.sec == 0 {
+			return 0, 0, 0, malformed(Netfilter, "unexpected [ before PROTO=")
+		}
+		end := groupEnd(s, i)
+		if end < 0 {
+			return 0, 0, 0, malformed(Netfilter, "unterminated [")
+		}
+		if bytes.Contains(s[i:end], keyOUT) {
+			st.groupOUT = true
+		}
+		return end, -1, 0, nil
+	case '(', ')', ']':
+		return 0, 0, 0, malformed(Netfilter, "unexpected "+string(s[i]))
+	}
+	// the '=' and the space in the first eight bytes
+	weq, wsp := firstByte(w, '='*lows), firstByte(w, ' '*lows)
+	if weq < wsp && weq > 0 {
+		if k = keyOf(w&(1<<(8*weq)-1), weq); k >= 0 {
+			return i, k, i + weq + 1, nil
+		}
+	}
+	e := i + wsp
+	if wsp == 8 {
+		e = nextSpace(s, i)
+	}
+	tok := s[i:e]
+	eq := -1
+	if weq < wsp {
+		eq = weq
+	} else if wsp == 8 {
+		eq = bytes.IndexByte(tok, '=')
+	}
+	if eq >= 0 {
+		// KEY=VALUE
+		key := tok[:eq]
+		if k = fieldKey(key); k == fUnknown {
+			// A field this parser does not know (a newer kernel, a
+			// vendor patch): tolerated and ignored, never used.
+			if !isUpperKey(key) {
+				return 0, 0, 0, malformed(Netfilter, "bad key "+quoteShort(key))
+			}
+			return e + 1, -1, 0, nil
+		}
+		return i, k, i + eq + 1, nil
+	}
+	// a bare word
+	next = e + 1 // past the space, or past the end
+	sec := st.sec & 1
+	if sec == 1 && h.Proto == ProtoTCP {
+		if fl := tcpFlag(tok); fl != 0 {
+			if h.Flags&fl != 0 {
+				return 0, 0, 0, malformed(Netfilter, "duplicate TCP flag "+string(tok))
+			}
+			h.Flags |= fl
+			return next, -1, 0, nil
+		}
+	}
+	b := -1
+	switch {
+	case string(tok) == "OPT":
+		b = bOPT
+		for next < len(s) && s[next] == ' ' {
+			next++
+		}
+		if next >= len(s) || s[next] != '(' {
+			return 0, 0, 0, malformed(Netfilter, "OPT without (")
+		}
+		end := groupEnd(s, next)
+		if end < 0 {
+			return 0, 0, 0, malformed(Netfilter, "unterminated OPT (")
+		}
+		if bytes.Contains(s[next:end], keyOUT) {
+			st.groupOUT = true
+		}
+		next = end
+		// IPv6 with old kernels: one OPT ( ) per extension header
+		if sec == 0 {
+			return next, -1, 0, nil
+		}
+	case string(tok) == "INCOMPLETE":
+		b = bINCOMPLETE
+		h.Incomplete = true
+	case sec == 0 && string(tok) == "CE":
+		b = bCE
+	case sec == 0 && string(tok) == "DF":
+		b = bDF
+	case sec == 0 && string(tok) == "MF":
+		b = bMF
+	case sec == 0 && len(tok) > 5 && string(tok[:5]) == "FRAG:":
+		b = bFRAG
+		v, ok := atou(tok[5:], 65535)
+		if !ok {
+			return 0, 0, 0, malformed(Netfilter, "bad FRAG:")
+		}
+		st.frag = v != 0
+	case sec == 0 && string(tok) == "ARP":
+		return 0, 0, 0, malformed(Netfilter, "an ARP packet: no IP addresses or ports")
+	case sec == 0 && len(tok) > 3 && string(tok[:3]) == "ID:":
+		// IPv6 fragment identification
+		if !isHex(tok[3:]) {
+			return 0, 0, 0, malformed(Netfilter, "bad ID:")
+		}
+		return next, -1, 0, nil
+	default:
+		return 0, 0, 0, malformed(Netfilter, "unexpected word "+quoteShort(tok))
+	}
+	if st.seen[sec]&(1<<b) != 0 {
+		return 0, 0, 0, malformed(Netfilter, "duplicate "+keyNames[b])
+	}
+	st.seen[sec] |= 1 << b
+	return next, -1, 0, nil
 }
 
 // internedPrefixes holds the first maxInterned log prefixes seen (copy on
