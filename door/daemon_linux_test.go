@@ -3,21 +3,18 @@
 package door
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/knockdaemon/knock/internal/netnstest"
+	"github.com/knockdaemon/knock/internal/testbin"
 )
 
 var daemonBin struct {
@@ -38,6 +35,7 @@ func TestMain(m *testing.M) {
 // buildDaemon builds knockdaemon once per test run.
 func buildDaemon(t *testing.T) string {
 	t.Helper()
+	const pkg = "github.com/knockdaemon/knock/knockdaemon"
 	daemonBin.once.Do(func() {
 		dir, err := os.MkdirTemp("", "knock-door-bin-")
 		if err != nil {
@@ -45,17 +43,8 @@ func buildDaemon(t *testing.T) string {
 			return
 		}
 		daemonBin.dir = dir
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		out := filepath.Join(dir, "knockdaemon")
-		cmd := exec.Command(goBin, "build", "-o", out, "github.com/knockdaemon/knock/knockdaemon")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			daemonBin.err = fmt.Errorf("go build knockdaemon: %v\n%s", err, msg)
-			return
-		}
-		daemonBin.path = out
+		paths, err := testbin.Build(dir, false, pkg)
+		daemonBin.path, daemonBin.err = paths[pkg], err
 	})
 	if daemonBin.err != nil {
 		t.Fatal(daemonBin.err)
@@ -175,98 +164,22 @@ chain = %q
 		t.Fatal(err)
 	}
 
-	// Start the daemon and wait for event=started.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-c", conf, "run")
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	var (
-		mu     sync.Mutex
-		lines  []string
-		notify = make(chan struct{}, 1)
-	)
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			mu.Lock()
-			lines = append(lines, sc.Text())
-			mu.Unlock()
-			select {
-			case notify <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			<-readDone
-			return err
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("knockdaemon did not stop within 20s of SIGTERM")
-		}
-	}
-	t.Cleanup(func() {
-		_ = stop()
-		// The backend's chain, in case the daemon died before its teardown.
-		_, _ = netnstest.Exec(ns, "iptables", "-w", "-F", "KDD"+strings.ToUpper(id))
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("knockdaemon log:\n%s", strings.Join(lines, "\n"))
-			mu.Unlock()
-		}
-	})
-	count := func(subs ...string) int {
-		mu.Lock()
-		defer mu.Unlock()
-		c := 0
-	next:
-		for _, l := range lines {
-			for _, s := range subs {
-				if !strings.Contains(l, s) {
-					continue next
-				}
-			}
-			c++
-		}
-		return c
-	}
+	// The backend's chain, in case the daemon died before its teardown
+	// (registered first, so it runs after the daemon's stop).
+	t.Cleanup(func() { _, _ = netnstest.Exec(ns, "iptables", "-w", "-F", "KDD"+strings.ToUpper(id)) })
+	d := testbin.StartDaemon(t, testbin.DaemonOptions{Program: bin, Args: []string{"-c", conf, "run"}, CleanExit: true})
+	// waitLog waits for a log line that holds every one of subs.
 	waitLog := func(what string, subs ...string) {
 		t.Helper()
-		deadline := time.After(20 * time.Second)
-		for count(subs...) == 0 {
-			select {
-			case <-notify:
-			case err := <-exited:
-				exited <- err
-				t.Fatalf("knockdaemon exited (%v) while waiting for %s", err, what)
-			case <-deadline:
-				t.Fatalf("no %s in the daemon's log within 20s", what)
+		d.WaitLine(0, 20*time.Second, what, func(l string) bool {
+			for _, s := range subs {
+				if !strings.Contains(l, s) {
+					return false
+				}
 			}
-		}
+			return true
+		})
 	}
-	waitLog("event=started", `"event":"started"`)
 
 	dial := func(port int) error {
 		return netnstest.Dial(n.Client.NS, "tcp4", net.JoinHostPort(srv.String(), fmt.Sprint(port)), 400*time.Millisecond)
@@ -336,13 +249,11 @@ chain = %q
 		t.Fatal("a wrong sequence opened the SSH port")
 	}
 
-	if err := stop(); err != nil {
-		t.Fatalf("knockdaemon exit: %v", err)
-	}
+	d.Stop() // an exit status other than 0 fails the test
 	if dial(udpPort) == nil {
 		t.Fatal("close_on_exit left the UDP door's opening in place")
 	}
-	if c := count(`"level":"ERROR"`); c != 0 {
+	if c := d.Count(map[string]string{"level": "ERROR"}); c != 0 {
 		t.Errorf("%d error lines in the daemon's log", c)
 	}
 }
