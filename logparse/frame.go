@@ -339,25 +339,30 @@ func uptime(p []byte, h *Hit) []byte {
 	for i < len(p) && p[i] == ' ' {
 		i++
 	}
+	// seconds: 1 to 20 digits, at most 1<<40; then 1 to 9 digits of fraction
 	s := i
-	for i < len(p) && p[i] >= '0' && p[i] <= '9' {
+	var sec uint64
+	for i < len(p) && isDigit(p[i]) {
+		if sec <= 1<<40 {
+			sec = sec*10 + uint64(p[i]-'0')
+		}
 		i++
 	}
-	sec, ok := atou(p[s:i], 1<<40)
-	if !ok || i >= len(p) || p[i] != '.' {
+	if i == s || i-s > 20 || sec > 1<<40 || i >= len(p) || p[i] != '.' {
 		return p
 	}
 	i++
 	s = i
-	for i < len(p) && p[i] >= '0' && p[i] <= '9' {
+	var ns uint64
+	for i < len(p) && isDigit(p[i]) && i-s < 10 {
+		ns = ns*10 + uint64(p[i]-'0')
 		i++
 	}
-	frac := p[s:i]
-	if len(frac) == 0 || len(frac) > 9 || i >= len(p) || p[i] != ']' {
+	n := i - s
+	if n == 0 || n > 9 || i >= len(p) || p[i] != ']' {
 		return p
 	}
-	ns, _ := atou(frac, 999999999)
-	for k := len(frac); k < 9; k++ {
+	for ; n < 9; n++ {
 		ns *= 10
 	}
 	h.Uptime = time.Duration(sec)*time.Second + time.Duration(ns)

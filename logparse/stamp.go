@@ -91,17 +91,21 @@ func bsdTime(p []byte, year int, h *Hit) ([]byte, bool) {
 	return p[i:], true
 }
 
-// rfc3339 reads an RFC 3339 date-time and returns what follows it.
+// rfc3339 reads an RFC 3339 date-time and returns what follows it. The
+// date and time of day are fixed-width ("2026-11-21T05:20:44"), so they
+// are read at their places.
 func rfc3339(p []byte, h *Hit) ([]byte, bool) {
 	if len(p) < 19 || p[4] != '-' || p[7] != '-' || (p[10] != 'T' && p[10] != ' ') {
 		return nil, false
 	}
-	y, ok1 := atou(p[0:4], 9999)
-	mo, ok2 := atou(p[5:7], 12)
-	d, ok3 := atou(p[8:10], 31)
-	if !ok1 || !ok2 || !ok3 || mo == 0 || d == 0 {
+	y1, ok1 := two(p, 0)
+	y2, ok2 := two(p, 2)
+	mo, ok3 := two(p, 5)
+	d, ok4 := two(p, 8)
+	if !ok1 || !ok2 || !ok3 || !ok4 || mo == 0 || mo > 12 || d == 0 || d > 31 {
 		return nil, false
 	}
+	y := y1*100 + y2
 	hh, mm, ss, ns, i, ok := clock(p, 11)
 	if !ok || i >= len(p) {
 		return nil, false
@@ -134,7 +138,7 @@ func rfc3339(p []byte, h *Hit) ([]byte, bool) {
 	default:
 		return nil, false
 	}
-	h.Time = date(int(y), int(mo), int(d), hh, mm, ss, ns, off, loc)
+	h.Time = date(y, mo, d, hh, mm, ss, ns, off, loc)
 	return p[i:], true
 }
 
@@ -200,31 +204,39 @@ func dmesgCtime(p []byte, h *Hit) ([]byte, bool) {
 
 // clock reads "hh:mm:ss" with an optional "." or "," fraction of up to nine digits.
 func clock(p []byte, i int) (hh, mm, ss, ns, next int, ok bool) {
-	if hh, i, ok = num(p, i, 2, 2); !ok || hh > 23 || i >= len(p) || p[i] != ':' {
+	if len(p) < i+8 || p[i+2] != ':' || p[i+5] != ':' {
 		return 0, 0, 0, 0, 0, false
 	}
-	if mm, i, ok = num(p, i+1, 2, 2); !ok || mm > 59 || i >= len(p) || p[i] != ':' {
+	hh, ok1 := two(p, i)
+	mm, ok2 := two(p, i+3)
+	ss, ok3 := two(p, i+6)
+	if !ok1 || !ok2 || !ok3 || hh > 23 || mm > 59 || ss > 60 {
 		return 0, 0, 0, 0, 0, false
 	}
-	if ss, i, ok = num(p, i+1, 2, 2); !ok || ss > 60 {
-		return 0, 0, 0, 0, 0, false
-	}
+	i += 8
 	if i < len(p) && (p[i] == '.' || p[i] == ',') {
 		s := i + 1
 		j := s
-		for j < len(p) && isDigit(p[j]) {
+		var v int
+		for j < len(p) && j-s < 10 && isDigit(p[j]) {
+			v = v*10 + int(p[j]-'0')
 			j++
 		}
 		if j == s || j-s > 9 {
 			return 0, 0, 0, 0, 0, false
 		}
-		v, _ := atou(p[s:j], 999999999)
 		for k := j - s; k < 9; k++ {
 			v *= 10
 		}
-		ns, i = int(v), j
+		ns, i = v, j
 	}
 	return hh, mm, ss, ns, i, true
+}
+
+// two reads the two decimal digits at p[i:i+2].
+func two(p []byte, i int) (int, bool) {
+	a, b := p[i]-'0', p[i+1]-'0'
+	return int(a)*10 + int(b), a <= 9 && b <= 9
 }
 
 // num reads between lo and hi decimal digits at p[i:].
