@@ -162,33 +162,37 @@ func isHex(b []byte) bool {
 // parseAddr, which decides.
 func ip4At(s []byte, i int) (netip.Addr, int, bool) {
 	var a [4]byte
-	k, v, digits := 0, 0, 0
-	for ; i < len(s); i++ {
-		c := s[i]
-		if c == '.' {
-			if digits == 0 || k == 3 {
+	for k := range 4 {
+		// one to three digits, no leading zero, at most 255
+		if i >= len(s) || s[i]-'0' > 9 {
+			return netip.Addr{}, i, false
+		}
+		v := uint(s[i] - '0')
+		i++
+		if i < len(s) && s[i]-'0' <= 9 {
+			if v == 0 {
 				return netip.Addr{}, i, false
 			}
-			a[k] = byte(v)
-			k, v, digits = k+1, 0, 0
-			continue
+			v = v*10 + uint(s[i]-'0')
+			i++
+			if i < len(s) && s[i]-'0' <= 9 {
+				v = v*10 + uint(s[i]-'0')
+				i++
+				if v > 255 {
+					return netip.Addr{}, i, false
+				}
+			}
 		}
-		if c == ' ' {
-			break
-		}
-		d := int(c) - '0'
-		if d < 0 || d > 9 || digits == 3 || (digits == 1 && v == 0) {
-			return netip.Addr{}, i, false
-		}
-		v = v*10 + d
-		digits++
-		if v > 255 {
-			return netip.Addr{}, i, false
+		a[k] = byte(v)
+		if k < 3 {
+			if i >= len(s) || s[i] != '.' {
+				return netip.Addr{}, i, false
+			}
+			i++
 		}
 	}
-	if k != 3 || digits == 0 {
+	if i < len(s) && s[i] != ' ' {
 		return netip.Addr{}, i, false
 	}
-	a[3] = byte(v)
 	return netip.AddrFrom4(a), i, true
 }

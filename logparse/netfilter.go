@@ -73,14 +73,20 @@ func Parse(line []byte, h *Hit) error {
 }
 
 // firstAnchor returns the offset of the first "IN=" that findAnchor
-// considers and that is followed by one token and " OUT=", or -1.
+// considers and that is followed by one token and " OUT=", or -1. It finds
+// each "IN=" by its '=', which the framing and most prefixes do not hold.
 func firstAnchor(s []byte) int {
 	for off := 0; off < len(s); {
-		i := bytes.Index(s[off:], keyIN)
+		i := bytes.IndexByte(s[off:], '=')
 		if i < 0 {
 			break
 		}
 		i += off
+		if i-off < 2 || s[i-2] != 'I' || s[i-1] != 'N' {
+			off = i + 1
+			continue
+		}
+		i -= 2 // the "IN=", at or after off
 		j := nextSpace(s, i+3)
 		if len(s)-j >= 5 && s[j+1] == 'O' && s[j+2] == 'U' && s[j+3] == 'T' && s[j+4] == '=' {
 			return i
