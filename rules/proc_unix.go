@@ -10,8 +10,10 @@ import (
 
 // setProcessGroup starts the command in its own process group and makes
 // context cancellation kill the whole group, not only the direct child.
+// Where the system can, the child also dies with the daemon (see
+// groupAttr).
 func setProcessGroup(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = groupAttr()
 	cmd.Cancel = func() error {
 		if cmd.Process == nil {
 			return nil
@@ -27,7 +29,7 @@ func setProcessGroup(cmd *exec.Cmd) {
 // startInGroup makes a long-lived command the leader of its own process
 // group, so that killProcessGroup reaches every process it started.
 func startInGroup(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = groupAttr()
 }
 
 // killProcessGroup kills the process group led by p (see startInGroup),
