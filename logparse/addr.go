@@ -52,6 +52,23 @@ func parseIP4(b []byte) (netip.Addr, bool) {
 
 func parseIP6(b []byte) (netip.Addr, bool) {
 	var a [16]byte
+	if len(b) == 39 {
+		// the kernel's form: eight groups of four hex digits, read at
+		// their places
+		var bad byte
+		for k := range 8 {
+			g := b[5*k : 5*k+4]
+			d0, d1, d2, d3 := hexVal[g[0]], hexVal[g[1]], hexVal[g[2]], hexVal[g[3]]
+			bad |= d0 | d1 | d2 | d3
+			if k < 7 && b[5*k+4] != ':' {
+				bad = 0xff
+			}
+			a[2*k], a[2*k+1] = d0<<4|d1, d2<<4|d3
+		}
+		if bad <= 15 {
+			return netip.AddrFrom16(a), true
+		}
+	}
 	i := 0
 	for k := 0; k < 8; k++ {
 		if k > 0 {
@@ -97,16 +114,28 @@ func parseIP6Slow(b []byte) (netip.Addr, bool) {
 }
 
 func unhex(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
+	if v := hexVal[c]; v <= 15 {
+		return int(v)
 	}
 	return -1
 }
+
+// hexVal is the value of a hex digit, 0xff for any other byte.
+var hexVal = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case c >= '0' && c <= '9':
+			t[c] = byte(c - '0')
+		case c >= 'a' && c <= 'f':
+			t[c] = byte(c-'a') + 10
+		case c >= 'A' && c <= 'F':
+			t[c] = byte(c-'A') + 10
+		default:
+			t[c] = 0xff
+		}
+	}
+	return t
+}()
 
 // atou parses a decimal number of at most max; ok is false for an empty,
 // non-decimal or too large value.
@@ -116,7 +145,7 @@ func atou(b []byte, max uint64) (uint64, bool) {
 	}
 	var v uint64
 	for _, c := range b {
-		if c < '0' || c > '9' {
+		if c < '0' || c > '9' || v > (1<<64-1-9)/10 { // the last: v*10 could wrap
 			return 0, false
 		}
 		v = v*10 + uint64(c-'0')

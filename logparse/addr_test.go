@@ -1,6 +1,7 @@
 package logparse
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -90,6 +91,39 @@ func TestIP4At(t *testing.T) {
 	for _, s := range []string{"01.2.3.4", "1.2.3.256", "1.2.3", "1.2.3.4.5", "1.2.3.4x", "1..2.3", ""} {
 		if _, _, ok := ip4At([]byte(s), 0); ok {
 			t.Errorf("ip4At(%q) accepted", s)
+		}
+	}
+}
+
+// TestParseIP6Kernel: the kernel's fully expanded form, in either case,
+// reads as the address; a byte changed anywhere gives what netip says.
+func TestParseIP6Kernel(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for n := range 20000 {
+		var a [16]byte
+		for i := range a {
+			a[i] = byte(r.IntN(256))
+		}
+		want := netip.AddrFrom16(a)
+		var b []byte
+		for k := range 8 {
+			if k > 0 {
+				b = append(b, ':')
+			}
+			f := "%02x%02x"
+			if r.IntN(2) == 0 {
+				f = "%02X%02X"
+			}
+			b = fmt.Appendf(b, f, a[2*k], a[2*k+1])
+		}
+		if got, ok := parseAddr(b); !ok || got != want {
+			t.Fatalf("case %d: parseAddr(%q) = %v %v, want %v", n, b, got, ok, want)
+		}
+		b[r.IntN(len(b))] = "0:g. x"[r.IntN(6)]
+		got, ok := parseAddr(b)
+		ref, err := netip.ParseAddr(string(b))
+		if wok := err == nil && ref.Is6() && ref.Zone() == ""; ok != wok || (ok && got != ref) {
+			t.Fatalf("case %d: parseAddr(%q) = %v %v, netip gives %v %v", n, b, got, ok, ref, err)
 		}
 	}
 }

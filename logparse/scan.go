@@ -55,11 +55,35 @@ func firstByte(w, pat uint64) int {
 // stop; ok is false for no digits, too many, too large a value or a byte
 // other than a digit before the space.
 func decimalAt(s []byte, i, maxLen int, max uint64) (v uint64, end int, ok bool) {
+	// Up to 19 digits cannot overflow: check the limit once at the end.
+	j, lim := i, min(len(s), i+min(maxLen, 19))
+	for j < lim {
+		d := s[j] - '0'
+		if d > 9 {
+			break
+		}
+		v = v*10 + uint64(d)
+		j++
+	}
+	if j == lim && maxLen > 19 && j < len(s) && s[j]-'0' <= 9 {
+		return decimalLoop(s, i, maxLen, max) // 20 digits or more
+	}
+	if j == i || v > max || (j < len(s) && s[j] != ' ') {
+		return 0, j, false
+	}
+	return v, j, true
+}
+
+// decimalLoop is decimalAt one digit at a time, for 20 digits or more.
+func decimalLoop(s []byte, i, maxLen int, max uint64) (v uint64, end int, ok bool) {
 	j := i
 	for j < len(s) && j-i < maxLen {
 		d := s[j] - '0'
 		if d > 9 {
 			break
+		}
+		if v > (1<<64-1-9)/10 { // v*10+d could wrap: too large for any max
+			return 0, j, false
 		}
 		v = v*10 + uint64(d)
 		if v > max {
@@ -143,13 +167,17 @@ func keyOf(w uint64, n int) int {
 // fixed order; bare words such as DF or SYN in between do not count), as
 // the bytes "KEY=" to compare with the next word: one compare instead of
 // finding the '=' and looking the key up. A line in another order only
-// takes the longer way. nextKey[fUnknown] is the first key, IN=.
-var nextKey [fUnknown + 1]struct {
+// takes the longer way. nextKey[fUnknown] is the first key, IN=. An
+// entry with no prediction matches no word (mask 0, word 1).
+var nextKey [64]struct {
 	word, mask uint64
 	k, n       int8
 }
 
 func init() {
+	for k := range nextKey {
+		nextKey[k].word = 1
+	}
 	for _, p := range [][2]int{
 		{fUnknown, fIN}, {fIN, fOUT}, {fOUT, fMAC}, {fPHYSIN, fPHYSOUT}, {fPHYSOUT, fMAC},
 		{fMAC, fSRC}, {fMACSRC, fMACDST}, {fMACPROTO, fSRC}, {fVID, fMACPROTO},
