@@ -57,6 +57,12 @@ type FileOptions struct {
 //     lines and waits for more (a stat every TailPollInterval). Each
 //     tail.Line's SeekInfo.Offset is the offset just past its newline;
 //     Position.Offset is exactly that, the line starts len(Text)+1 before.
+//     A tail idle at the end of its file would see new lines only on its
+//     next poll; when the supervisor knows of them (change notice, its own
+//     look) it starts a new tail at the last delivered line at once if the
+//     tail had handed over everything the file held, else after TailWake
+//     without a line (see wakeTail): the file path's latency is the
+//     change notice's, not the poll's.
 //   - the supervisor (this type) decides everything about the path and
 //     the file's content, with its own stat and pread checks on every
 //     change notice (an inotify watch of the directory, watch_linux.go)
@@ -77,7 +83,32 @@ type FileOptions struct {
 //     its real end (lines its writer appends after the rename included);
 //     tail's own ReOpen would have skipped them.
 //   - what the supervisor reads itself: the rest of a copytruncate copy
-//     (a sibling file tail never followed), from the last delivered offset.
+//     (a sibling file tail never followed), from the last delivered offset,
+//     and copies of content it never saw (below).
+//
+// Generations the supervisor never saw at the path. It can only open what
+// the path holds when it looks; a file that takes the path and is rotated
+// away between two looks would be skipped. Under CPU load that happened:
+// the first tail-based File (dbde141..07c1882) lost a whole generation in
+// 2 of 14 runs of TestFileLiveRotation with busy loops beside it, whose
+// generations hold the path for a few milliseconds; its trace showed the
+// lost file's inode was never opened, the first file seen after it already
+// held data. The reader it was reverted to for that (d3e251d) has the same
+// blind spot, it only looks faster. So the source remembers every file at
+// the path and among its rotated siblings (by device and inode; a file
+// that leaves the directory is forgotten, its inode number may be reused),
+// and whenever the path holds a new inode or a truncation is handled it
+// lists the siblings: one it never saw is a generation renamed away
+// unseen, or a copytruncate copy of content truncated away unseen (a
+// second copytruncate before the source looked). It is opened at once and
+// read whole, oldest first (by mtime, then inode number), between the file
+// it followed and the new one, its lines counted as Recovered; the rule
+// for the old file's end (below) applies to each in turn. A sibling
+// starting with the same bytes as the file being read is a copy of what
+// the source is reading, left to the copytruncate rule. What this does not
+// recover: a generation compressed or deleted before the source looked
+// (gone from the directory), and a copytruncate copy renamed to a name
+// that is not a rotation suffix.
 //
 // nxadm/tail and os.Exit: util.Fatal (log, then os.Exit(1)) is called in
 // four places. TailFile with ReOpen and no Follow: never, Follow is set.
@@ -92,9 +123,8 @@ type FileOptions struct {
 // the tail that no longer wakes up. Tail's other messages go to
 // tail.DiscardingLogger.
 //
-// Cost: tail allocates three times and seeks twice per line, about 0.5 M
-// lines/s here, 0.0065 of a bufio.Scanner over the same file, where the
-// source's own reader it replaced did 57 M/s, 0.75 (BenchmarkSources):
+// Cost: tail allocates three times and seeks twice per line, and hands
+// lines over one at a time on an unbuffered channel: COSTLINE
 // far above any kern.log rate; floods are for the stdin Reader, which
 // does not allocate per line. Memory: tail holds a line in full until its
 // newline; a line that grows past MaxLine + 64 KiB without one is cut by
@@ -132,8 +162,9 @@ type FileOptions struct {
 //     offset and at the start) is read from the offset, so
 //     lines written before the copy and not yet read are not lost. Lines
 //     written between logrotate's copy and its truncation are lost: that
-//     is copytruncate's own race. So is a second truncation before the
-//     source looked at the file again (it looks on every change notice).
+//     is copytruncate's own race. A second copytruncate before the source
+//     looked again leaves the content in between only in a copy: read
+//     whole, see above.
 //   - An incomplete line abandoned by rotation or truncation is dropped and
 //     counted in Stats.Dropped, never delivered as a fragment.
 //   - When Run's context ends while lines are being taken, the lines up to
@@ -159,8 +190,10 @@ type File struct {
 	lastNotice time.Time
 
 	// lookPath's state, shared with the watchPath goroutine.
+	lookSeq              atomic.Uint64 // numbers the looks at the path, in order
 	pathMu               sync.Mutex
 	newestDev, newestIno uint64 // the newest file opened from the path
+	newestSeq            uint64 // lookSeq of the look that found it
 	haveNewest, missing  bool
 	incoming             []*tracked       // opened by lookPath, not yet queued
 	seen                 map[fileKey]bool // files at the path or among its siblings the source knows of
@@ -231,6 +264,7 @@ type tracked struct {
 	scratch  [fpSize]byte
 	recovery bool  // lines from here count as Recovered
 	missed   bool  // a generation found among the siblings, never seen at the path
+	late     bool  // held the path before the newest file, handed over after it
 	skipLine bool  // the line at off is the rest of an overlong line
 	seen     int64 // the size when a drain last got to its end
 
@@ -775,7 +809,10 @@ func (s *File) truncated(ctx context.Context, t *tracked, emit func(Line), why s
 	missed := s.scanMissed(fileKey{t.dev, t.ino})
 	s.pathMu.Unlock()
 	for _, u := range missed {
-		if !sameHead(u, t) {
+		// Not copies of what the source read (t's head), nor of what the
+		// file holds now: a copytruncate of it in progress, whose
+		// content the source is about to read from the file itself.
+		if !sameHead(u, t) && !sameStart(u.f, t.f) {
 			s.c.truncations.Add(1)
 			u.lb = newLineBuf(s.opts.MaxLine, 0)
 			s.readSelf(ctx, u, emit)
@@ -793,24 +830,28 @@ func (s *File) truncated(ctx context.Context, t *tracked, emit func(Line), why s
 // and leaves it for notice: held open, its lines stay readable even when
 // it is rotated away again before its turn. It is called by the
 // watchPath goroutine and by notice.
+//
+// The stat and the open happen outside pathMu, which guards only the
+// hand-over: under CPU load the kernel can preempt a thread for tens of
+// milliseconds, and the other goroutine that looks must not wait behind
+// one preempted in the middle of a look. (Seen in a runtime trace of a
+// lost generation: Run's thread preempted for 31 ms inside lookPath,
+// watchPath blocked on the lock all that time, and the file that took the
+// path and was deleted meanwhile never opened.) A file once open stays
+// readable whatever happens to its name.
 func (s *File) lookPath() {
-	s.pathMu.Lock()
-	defer s.pathMu.Unlock()
-	newest := func(dev, ino uint64) bool { return s.haveNewest && dev == s.newestDev && ino == s.newestIno }
+	seq := s.lookSeq.Add(1)
 	fi, err := os.Stat(s.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			if !s.missing {
-				s.missing = true
-				s.log.Info("log file gone, still reading the open one until a new file appears", "path", s.path)
-			}
+			s.noteMissing(true)
 			return
 		}
 		s.transient("stat", s.path, err)
 		return
 	}
-	if newest(fileID(fi)) {
-		s.missing = false
+	if dev, ino := fileID(fi); s.isNewest(dev, ino) {
+		s.noteMissing(false)
 		return
 	}
 	t, err := s.open(s.path)
@@ -820,22 +861,52 @@ func (s *File) lookPath() {
 		}
 		return
 	}
-	s.missing = false
-	if newest(t.dev, t.ino) {
+	s.noteMissing(false)
+	t.seek(0)
+	t.noteHead()
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	k := fileKey{t.dev, t.ino}
+	if (s.haveNewest && t.dev == s.newestDev && t.ino == s.newestIno) || (seq < s.newestSeq && s.seen[k]) {
 		t.close()
 		return
 	}
-	t.seek(0)
-	t.noteHead()
+	if seq < s.newestSeq {
+		// The other goroutine handed over a newer file while this one
+		// was opening t, which held the path before it.
+		t.late = true
+		s.seen[k] = true
+		s.incoming = append(s.incoming, t)
+		return
+	}
 	if s.haveNewest {
 		// Generations that held the path between the last look and this
 		// one were renamed away unseen: they are among the siblings.
-		s.incoming = append(s.incoming, s.scanMissed(fileKey{t.dev, t.ino})...)
+		s.incoming = append(s.incoming, s.scanMissed(k)...)
 	}
-	s.seen[fileKey{t.dev, t.ino}] = true
+	s.seen[k] = true
 	s.log.Debug("new file at the path", "path", s.path, "inode", t.ino, "head_bytes", t.headn)
-	s.newestDev, s.newestIno, s.haveNewest = t.dev, t.ino, true
+	s.newestDev, s.newestIno, s.newestSeq, s.haveNewest = t.dev, t.ino, seq, true
 	s.incoming = append(s.incoming, t)
+}
+
+// isNewest reports whether dev, ino is the newest file opened from the
+// path.
+func (s *File) isNewest(dev, ino uint64) bool {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	return s.haveNewest && dev == s.newestDev && ino == s.newestIno
+}
+
+// noteMissing records whether the path exists, logging when it goes.
+func (s *File) noteMissing(missing bool) {
+	s.pathMu.Lock()
+	gone := missing && !s.missing
+	s.missing = missing
+	s.pathMu.Unlock()
+	if gone {
+		s.log.Info("log file gone, still reading the open one until a new file appears", "path", s.path)
+	}
 }
 
 // fileKey names a file (not a path).
@@ -917,6 +988,16 @@ func (s *File) scanMissed(cur fileKey) []*tracked {
 	return out
 }
 
+// sameStart reports whether a and b start with the same bytes, over the
+// first fpSize bytes or as many as the shorter holds, when that is any.
+func sameStart(a, b *os.File) bool {
+	var x, y [fpSize]byte
+	n, _ := a.ReadAt(x[:], 0)
+	m, _ := b.ReadAt(y[:], 0)
+	n = min(n, m)
+	return n > 0 && bytes.Equal(x[:n], y[:n])
+}
+
 // sameHead reports whether u starts with the first bytes of t's current
 // content as t remembers them (u is a copy of t), when t remembers any.
 func sameHead(u, t *tracked) bool {
@@ -958,6 +1039,21 @@ func (s *File) notice() bool {
 			// A copy of the file being read: a copytruncate, read from
 			// the last delivered offset once the truncation is seen.
 			t.close()
+			continue
+		}
+		if t.late && s.cur != nil {
+			// Older than cur, whose lines may have started arriving: read
+			// it next, before the rotated files still waiting. Its lines
+			// may follow some of cur's, none is lost.
+			s.log.Warn("a file that held the log's path before the current one was handed over late; its lines may arrive after some of the current one's",
+				"path", s.path, "inode", t.ino)
+			t.recovery = true
+			if s.old == nil {
+				s.old = t
+			} else {
+				s.later = append([]*tracked{t}, s.later...)
+			}
+			found = true
 			continue
 		}
 		found = true

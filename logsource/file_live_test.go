@@ -277,13 +277,16 @@ func TestFileLiveRotation(t *testing.T) {
 			}
 			time.Sleep(5 * poll) // anything extra (a duplicate) would arrive now
 			stop()
+			if n := int(out.n.Load()); n != len(e.w.want) {
+				t.Fatalf("%d lines arrived, %d written; stats %+v\nsource log:\n%s", n, len(e.w.want), src.Stats(), trace)
+			}
 			checkExactlyOnce(t, out, e.w.want, path)
 			st := src.Stats()
 			if st.Lines != uint64(len(e.w.want)) || st.Dropped != 0 || st.Overlong != 0 {
 				t.Fatalf("stats = %+v", st)
 			}
-			t.Logf("%d lines, stats %+v, generations read from the siblings: %d", len(e.w.want), st,
-				strings.Count(trace.String(), "did not see at the path"))
+			t.Logf("%d lines, stats %+v, generations read from the siblings: %d, tails woken: %d", len(e.w.want), st,
+				strings.Count(trace.String(), "did not see at the path"), src.wakes.Load())
 		})
 	}
 }

@@ -373,6 +373,31 @@ func TestFileRotationRaces(t *testing.T) {
 			t.Fatalf("stats = %+v", st)
 		}
 	})
+	t.Run("copytruncate seen while the next one is copying: the new copy is not read as content never seen", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "kern.log")
+		appendFile(t, path, "")
+		s := newStepper(t, path, FileOptions{})
+		copyLog := func() {
+			os.Rename(path+".1", path+".2")
+			data, _ := os.ReadFile(path)
+			os.WriteFile(path+".1", data, 0o644)
+		}
+		appendFile(t, path, "line 1\n")
+		s.expect("line 1")
+		appendFile(t, path, "line 2\n")
+		copyLog()
+		os.Truncate(path, 0)
+		appendFile(t, path, "line 3, after the first truncation\n")
+		copyLog() // the second copytruncate has copied, not truncated yet
+		s.expect("line 2", "line 3, after the first truncation")
+		os.Truncate(path, 0)
+		appendFile(t, path, "line 4\n")
+		s.expect("line 4")
+		if st := s.src.Stats(); st.Truncations != 2 || st.Recovered != 1 {
+			t.Fatalf("stats = %+v", st)
+		}
+	})
 	t.Run("gone for a while, then back with the same inode", func(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "kern.log")
