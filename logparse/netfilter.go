@@ -371,6 +371,9 @@ type fieldReader struct {
 // are compared with that key first (nextKey). Other tokens go to other,
 // which handles them in full or finds their key.
 func (st *fieldReader) read(s []byte) error {
+	if st.readCommon(s) {
+		return nil
+	}
 	prev := uint(fUnknown) // the last key read, for nextKey
 	for i := 0; i < len(s); {
 		w := word8(s, i)
