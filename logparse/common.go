@@ -182,8 +182,9 @@ func (st *fieldReader) readCommon(s []byte) bool {
 		}
 	flag:
 		for {
+			w := word8(s, i) & 0xffffffff // the flags are three letters and a space
 			for f := range kwFlags {
-				if kwFlags[f].at(s, i) {
+				if w == kwFlags[f].w {
 					if flags&(1<<f) != 0 {
 						return false
 					}

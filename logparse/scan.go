@@ -35,6 +35,13 @@ func word8(s []byte, i int) uint64 {
 	if i+8 <= len(s) {
 		return binary.LittleEndian.Uint64(s[i:])
 	}
+	if n := len(s); n >= 8 {
+		if i >= n {
+			return 0
+		}
+		// the last eight bytes, shifted down to start at i
+		return binary.LittleEndian.Uint64(s[n-8:]) >> (8 * uint(i-(n-8)))
+	}
 	var w uint64
 	for k := len(s) - 1; k >= i; k-- {
 		w = w<<8 | uint64(s[k])
