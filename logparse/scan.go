@@ -35,6 +35,11 @@ func word8(s []byte, i int) uint64 {
 	if i+8 <= len(s) {
 		return binary.LittleEndian.Uint64(s[i:])
 	}
+	return word8Tail(s, i)
+}
+
+// word8Tail is word8 within eight bytes of the end of s.
+func word8Tail(s []byte, i int) uint64 {
 	if n := len(s); n >= 8 {
 		if i >= n {
 			return 0
