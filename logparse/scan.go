@@ -32,26 +32,20 @@ func nextSpace(s []byte, i int) int {
 // word8 returns the eight bytes of s from i as a little-endian word,
 // padded with zero bytes past the end of s.
 func word8(s []byte, i int) uint64 {
-	if i+8 <= len(s) {
+	n := len(s)
+	if i+8 <= n {
 		return binary.LittleEndian.Uint64(s[i:])
 	}
-	return word8Tail(s, i)
-}
-
-// word8Tail is word8 within eight bytes of the end of s.
-func word8Tail(s []byte, i int) uint64 {
-	if n := len(s); n >= 8 {
-		if i >= n {
-			return 0
-		}
+	if i >= n {
+		return 0
+	}
+	if n >= 8 {
 		// the last eight bytes, shifted down to start at i
 		return binary.LittleEndian.Uint64(s[n-8:]) >> (8 * uint(i-(n-8)))
 	}
-	var w uint64
-	for k := len(s) - 1; k >= i; k-- {
-		w = w<<8 | uint64(s[k])
-	}
-	return w
+	var b [8]byte
+	copy(b[:], s[i:])
+	return binary.LittleEndian.Uint64(b[:])
 }
 
 // firstByte returns the index of the first byte of w equal to the byte
