@@ -250,6 +250,11 @@ func hexField(s []byte, i int, k *kword) (int, bool) {
 		return i, false
 	}
 	vs := i + k.n
+	// nearly always "0x" and two hex digits
+	if w := word8(s, vs); w&0xffff == '0'|'x'<<8 && hexVal[byte(w>>16)]|hexVal[byte(w>>24)] <= 15 &&
+		(byte(w>>32) == ' ' || vs+4 == len(s)) {
+		return vs + 5, true
+	}
 	e := nextSpace(s, vs)
 	return e + 1, isHex(s[vs:e]) && e-vs <= 10
 }

@@ -222,6 +222,9 @@ func sdEnd(p []byte) int {
 
 // dmesgDecoded reads dmesg -x's "kern  :warn  : ".
 func dmesgDecoded(p []byte) (rest []byte, fac int, ok bool) {
+	if len(p) == 0 || p[0] < 'a' || p[0] > 'z' {
+		return nil, 0, false // every facility name starts with a small letter
+	}
 	c := bytes.IndexByte(p[:min(len(p), 10)], ':')
 	if c < 2 {
 		return nil, 0, false
