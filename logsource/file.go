@@ -478,7 +478,7 @@ func (s *File) Run(ctx context.Context, emit func(Line)) error {
 	if err := s.start(); err != nil {
 		return err
 	}
-	w, err := newWatcher(s.dir, s.base)
+	w, err := newWatcher(s.dir, s.base, s.lookPath)
 	if err != nil {
 		s.log.Warn("no change notification, polling", "path", s.path, "interval", s.poll, "err", err)
 		w = nil
@@ -546,15 +546,16 @@ func (s *File) watchPath(ctx context.Context, w *watcher) {
 		case <-ctx.Done():
 			return
 		case <-wake:
+			// The watcher looked at the path already.
 		case <-tick.C:
 			if w != nil {
 				w.refresh()
-			} else if nw, err := newWatcher(s.dir, s.base); err == nil {
+			} else if nw, err := newWatcher(s.dir, s.base, s.lookPath); err == nil {
 				// The directory appeared, or inotify is available again.
 				w, wake = nw, nw.C
 			}
+			s.lookPath()
 		}
-		s.lookPath()
 		select {
 		case s.kick <- struct{}{}:
 		default:

@@ -12,20 +12,23 @@ import (
 // directory to a name that starts with the log's base name (the log, its
 // rotated siblings). It is only a wake-up: every decision is taken from
 // stat and read results, so a lost or coalesced event costs at most one
-// poll interval.
+// poll interval. onEvent, when set, runs in the goroutine reading the
+// events before C is signalled: the File source looks at its path there,
+// without waiting for another goroutine to be scheduled.
 type watcher struct {
-	f    *os.File
-	fd   int
-	dir  string
-	base []byte
-	C    chan struct{}
-	done chan struct{}
+	f       *os.File
+	fd      int
+	dir     string
+	base    []byte
+	onEvent func()
+	C       chan struct{}
+	done    chan struct{}
 }
 
 const watchMask = unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE | unix.IN_CREATE |
 	unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
 
-func newWatcher(dir, base string) (*watcher, error) {
+func newWatcher(dir, base string, onEvent func()) (*watcher, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("inotify_init1", err)
@@ -35,12 +38,13 @@ func newWatcher(dir, base string) (*watcher, error) {
 		return nil, os.NewSyscallError("inotify_add_watch "+dir, err)
 	}
 	w := &watcher{
-		f:    os.NewFile(uintptr(fd), "inotify"),
-		fd:   fd,
-		dir:  dir,
-		base: []byte(base),
-		C:    make(chan struct{}, 1),
-		done: make(chan struct{}),
+		f:       os.NewFile(uintptr(fd), "inotify"),
+		fd:      fd,
+		dir:     dir,
+		base:    []byte(base),
+		onEvent: onEvent,
+		C:       make(chan struct{}, 1),
+		done:    make(chan struct{}),
 	}
 	go w.loop()
 	return w, nil
@@ -55,6 +59,9 @@ func (w *watcher) loop() {
 			return
 		}
 		if w.relevant(buf[:n]) {
+			if w.onEvent != nil {
+				w.onEvent()
+			}
 			select {
 			case w.C <- struct{}{}:
 			default:

@@ -7,7 +7,7 @@ import "errors"
 // watcher is Linux-only (inotify); elsewhere the File source polls.
 type watcher struct{ C chan struct{} }
 
-func newWatcher(dir, base string) (*watcher, error) {
+func newWatcher(dir, base string, onEvent func()) (*watcher, error) {
 	return nil, errors.New("no inotify on this system")
 }
 
