@@ -30,9 +30,11 @@ var (
 // the reason for a firewall line it cannot trust.
 //
 // On a hit, every field of h is set from the line; Prefix, In, Out and
-// Action reuse h's previous strings when the text is the same, so a caller
-// that passes the same Hit for every line parses repeated hits without
-// allocating. On an error the contents of h are unspecified.
+// Action reuse h's previous strings when the text is the same, and the
+// first 16 distinct prefixes are kept for later hits, so a caller that
+// passes the same Hit for every line parses repeated hits, and hits that
+// alternate between a few rules' prefixes, without allocating. On an
+// error the contents of h are unspecified.
 func Parse(line []byte, h *Hit) error {
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1] // CRLF files
