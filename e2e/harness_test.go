@@ -407,34 +407,40 @@ func expectClosed(t *testing.T, p *netnstest.Peer, dst netip.Addr, port uint16, 
 // how long it took.
 func expectOpenWithin(t *testing.T, p *netnstest.Peer, dst netip.Addr, port uint16, d time.Duration, when string) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for i := 0; i < 100; i++ {
-		if canConnect(p, dst, port, openProbe) {
-			return time.Since(start)
-		}
-		if time.Since(start) > d {
-			break
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Errorf("%s: %s could not connect to %s within %v", when, p.NS, hostPort(dst, port), d)
-	return time.Since(start)
+	return expectWithin(t, p, dst, port, true, d, when)
 }
 
 // expectClosedWithin asserts that dst:port stops answering p within d.
 func expectClosedWithin(t *testing.T, p *netnstest.Peer, dst netip.Addr, port uint16, d time.Duration, when string) time.Duration {
 	t.Helper()
+	return expectWithin(t, p, dst, port, false, d, when)
+}
+
+// expectWithin polls (bounded) until a connection from p to dst:port
+// succeeds (open) or fails, fails the test if that does not happen within
+// d, and returns how long it took. An open port is looked for every 25 ms,
+// a closing one every 100 ms.
+func expectWithin(t *testing.T, p *netnstest.Peer, dst netip.Addr, port uint16, open bool, d time.Duration, when string) time.Duration {
+	t.Helper()
+	poll := 100 * time.Millisecond
+	if open {
+		poll = 25 * time.Millisecond
+	}
 	start := time.Now()
 	for i := 0; i < 200; i++ {
-		if !canConnect(p, dst, port, openProbe) {
+		if canConnect(p, dst, port, openProbe) == open {
 			return time.Since(start)
 		}
 		if time.Since(start) > d {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(poll)
 	}
-	t.Errorf("%s: %s still connects to %s after %v", when, p.NS, hostPort(dst, port), d)
+	if open {
+		t.Errorf("%s: %s could not connect to %s within %v", when, p.NS, hostPort(dst, port), d)
+	} else {
+		t.Errorf("%s: %s still connects to %s after %v", when, p.NS, hostPort(dst, port), d)
+	}
 	return time.Since(start)
 }
 
