@@ -238,8 +238,14 @@ func decimalField(s []byte, i int, k *kword) (int, bool) {
 	if !k.at(s, i) {
 		return i, false
 	}
-	_, e, ok := decimalAt(s, i+k.n, 10, 1<<63)
-	return e + 1, ok
+	// decimalAt(s, vs, 10, 1<<63): one to ten digits (never above the
+	// maximum), then a space or the end
+	vs := i + k.n
+	j, lim := vs, min(len(s), vs+10)
+	for j < lim && s[j]-'0' <= 9 {
+		j++
+	}
+	return j + 1, j > vs && (j == len(s) || s[j] == ' ')
 }
 
 // hexField reads "KEY=" and a hex value of at most ten bytes, as
