@@ -36,12 +36,27 @@ import (
 	"time"
 )
 
-// Position says where a line ended in a file, so a restarted daemon
-// resumes without loss or replay. Offset is the byte just past the line.
+// Position says where a line was in its log, so a restarted daemon
+// resumes without loss or replay. A source fills only its own fields:
+//
+//   - File: Path, Inode and Offset, the byte just past the line.
+//   - Kmsg: Boot, the kernel's boot id (/proc/sys/kernel/random/boot_id)
+//     that gives Seq a meaning, and Seq, the record's sequence number.
+//   - Journald: Stamp, the entry's time stamp in unix microseconds, and
+//     StampN, how many lines with that stamp were delivered up to this
+//     one (journald may stamp two entries alike).
+//
+// Position stays comparable; the zero value means "no position". Every
+// field is omitted from JSON when zero, so state files written before a
+// field existed load unchanged.
 type Position struct {
 	Path   string `json:"path,omitempty"`
 	Inode  uint64 `json:"inode,omitempty"`
 	Offset int64  `json:"offset,omitempty"`
+	Boot   string `json:"boot,omitempty"`
+	Seq    uint64 `json:"seq,omitempty"`
+	Stamp  int64  `json:"stamp,omitempty"`
+	StampN int    `json:"stamp_n,omitempty"`
 }
 
 // Line is one complete line of the log.
