@@ -18,7 +18,26 @@ type KmsgOptions struct {
 	Path   string           // default DefaultKmsgPath
 	Now    func() time.Time // clock for Line.Received; nil means time.Now
 	Logger *slog.Logger     // overwritten records are logged here; nil discards
+	// Resume is the position of the last record handled before a restart
+	// (Position.Boot, Seq and Stamp). When it is from the running boot,
+	// Run starts after that record instead of at the newest one.
+	Resume Position
+	// MaxAge bounds what a resume delivers: a record that arrived longer
+	// ago is skipped, never delivered. Default DefaultResumeMaxAge.
+	MaxAge time.Duration
+	// BootIDPath is read for the running boot's id; default
+	// DefaultBootIDPath.
+	BootIDPath string
 }
+
+// DefaultBootIDPath holds the running boot's random id (Linux).
+const DefaultBootIDPath = "/proc/sys/kernel/random/boot_id"
+
+// DefaultResumeMaxAge is how old a line may be and still be delivered when
+// a source resumes after a restart: the default max_skew (60s), which is
+// how long a timed knock stays valid, plus the default sequence_timeout
+// (10s).
+const DefaultResumeMaxAge = 70 * time.Second
 
 // Kmsg reads the kernel log from /dev/kmsg (Linux), starting after the
 // newest record: old records would replay old knocks. Only the kernel
@@ -33,23 +52,65 @@ type KmsgOptions struct {
 // are counted in Stats.Lost from the sequence-number gap, and reading
 // goes on.
 //
-// Run may be called again after it returned, not concurrently.
+// Resume: with KmsgOptions.Resume from the running boot (the boot id
+// /proc/sys/kernel/random/boot_id, under which sequence numbers are
+// unique), Run reads from the oldest record still in the ring buffer and
+// delivers the records after Resume.Seq: the records logged while the
+// daemon was down are not lost. Records overwritten in the meantime are
+// counted in Stats.Lost and logged; records that arrived more than MaxAge
+// ago are skipped, so an old knock is never replayed. A resumed record's
+// Line.Received is when it arrived, not when it was read: the record's
+// kernel time stamp (microseconds since boot) is put on the wall clock
+// with the pair (Resume.Stamp, time stamp of the record Resume.Seq) when
+// that record is still in the ring, else with the current offset between
+// the wall clock and CLOCK_MONOTONIC (the kernel's clock may drift from
+// CLOCK_MONOTONIC by seconds over a long uptime; the saved pair does not
+// have that error). Received is never later than the time the record was
+// read. Ready is closed once the records of the resume have been
+// delivered. Without a Resume from this boot, Run starts at the newest
+// record. Every delivered line carries its Position (Boot, Seq, and
+// Stamp = Received in unix microseconds).
+//
+// Run may be called again after it returned, not concurrently; it
+// resumes after the last record delivered.
 type Kmsg struct {
-	path string
-	now  func() time.Time
-	log  *slog.Logger
-	c    counters
-	rdy  readiness
+	path     string
+	bootPath string
+	now      func() time.Time
+	mono     func() (int64, bool) // CLOCK_MONOTONIC in microseconds
+	log      *slog.Logger
+	maxAge   time.Duration
+	c        counters
+	rdy      readiness
 
 	haveSeq bool
 	lastSeq uint64
+
+	pos  Position // of the last record delivered, or the resume point
+	boot string   // this boot's id ("" when unknown: no position)
+
+	// During a resume's backlog: records up to skipTo are skipped, and
+	// offset (unix microseconds minus the record time stamp) dates the
+	// others.
+	backlog bool
+	resumed bool // the backlog just ended: the live reading goes on from it
+	skipTo  uint64
+	offset  int64
+	tooOld  uint64 // records skipped by age in this backlog
 }
 
 // NewKmsg returns a /dev/kmsg source.
 func NewKmsg(opts KmsgOptions) *Kmsg {
-	k := &Kmsg{path: opts.Path, now: nowFunc(opts.Now), log: opts.Logger}
+	k := &Kmsg{path: opts.Path, bootPath: opts.BootIDPath, now: nowFunc(opts.Now), log: opts.Logger,
+		mono: monotonicMicros, maxAge: opts.MaxAge, pos: opts.Resume}
 	if k.path == "" {
 		k.path = DefaultKmsgPath
+	}
+	if k.bootPath == "" {
+		k.bootPath = DefaultBootIDPath
+	}
+	if k.maxAge <= 0 {
+		k.maxAge = DefaultResumeMaxAge
 	}
 	if k.log == nil {
 		k.log = slog.New(slog.DiscardHandler)
@@ -63,7 +124,8 @@ func (k *Kmsg) String() string { return "kmsg " + k.path }
 func (k *Kmsg) Stats() Stats { return k.c.snapshot() }
 
 // Ready is closed once Run has opened the device positioned after the
-// newest record: a record logged after that is delivered.
+// newest record (after the resumed records, when it resumes): a record
+// logged after that is delivered.
 func (k *Kmsg) Ready() <-chan struct{} { return k.rdy.ch() }
 
 // kmsgBufSize holds any record: the kernel refuses a read smaller than
@@ -74,31 +136,59 @@ const kmsgBufSize = 16 << 10
 // sequence number (ok false when the header is not "prio,seq,...;").
 // See Documentation/ABI/testing/dev-kmsg in the kernel sources.
 func kmsgRecord(rec []byte) (line []byte, seq uint64, ok bool) {
+	line, seq, _, ok = kmsgHeader(rec)
+	return line, seq, ok
+}
+
+// kmsgHeader is kmsgRecord that also returns the record's time stamp,
+// microseconds on the kernel's clock since boot (ok false when the header
+// is not "prio,seq,ts,...;").
+func kmsgHeader(rec []byte) (line []byte, seq, ts uint64, ok bool) {
 	line = rec
 	if i := bytes.IndexByte(rec, '\n'); i >= 0 {
 		line = rec[:i]
 	}
 	semi := bytes.IndexByte(line, ';')
 	if semi < 0 {
-		return line, 0, false
+		return line, 0, 0, false
 	}
 	head := line[:semi]
 	c1 := bytes.IndexByte(head, ',')
 	if c1 <= 0 {
-		return line, 0, false
+		return line, 0, 0, false
 	}
 	rest := head[c1+1:]
 	c2 := bytes.IndexByte(rest, ',')
 	if c2 <= 0 {
-		return line, 0, false
+		return line, 0, 0, false
 	}
-	for _, d := range rest[:c2] {
-		if d < '0' || d > '9' || seq > (1<<63)/10 {
-			return line, 0, false
+	if seq, ok = decimal(rest[:c2]); !ok {
+		return line, 0, 0, false
+	}
+	rest = rest[c2+1:]
+	c3 := bytes.IndexByte(rest, ',')
+	if c3 < 0 {
+		c3 = len(rest)
+	}
+	if ts, ok = decimal(rest[:c3]); !ok {
+		return line, 0, 0, false
+	}
+	return line, seq, ts, true
+}
+
+// decimal reads an unsigned decimal number below 2^63.
+func decimal(b []byte) (uint64, bool) {
+	var n uint64
+	if len(b) == 0 {
+		return 0, false
+	}
+	for _, d := range b {
+		if d < '0' || d > '9' || n > (1<<63)/10 {
+			return 0, false
 		}
-		seq = seq*10 + uint64(d-'0')
+		n = n*10 + uint64(d-'0')
 	}
-	return line, seq, true
+	return n, n < 1<<63
 }
 
 // recordReader is the part of the device the read loop uses.
@@ -107,11 +197,15 @@ type recordReader interface {
 }
 
 // readRecords is Run's loop, apart from the device so it can be tested
-// with injected EPIPE.
+// with injected EPIPE. During a resume's backlog it returns nil once a
+// read finds no record (EAGAIN on the non-blocking device).
 func (k *Kmsg) readRecords(ctx context.Context, r recordReader, emit func(Line)) error {
-	// A new Run starts after the newest record: the jump from the last
-	// run's sequence number is not a loss.
-	k.haveSeq = false
+	if !k.backlog && !k.resumed {
+		// A new Run starts after the newest record: the jump from the
+		// last run's sequence number is not a loss.
+		k.haveSeq = false
+	}
+	k.resumed = false
 	buf := make([]byte, kmsgBufSize)
 	for {
 		n, err := r.Read(buf)
@@ -126,17 +220,64 @@ func (k *Kmsg) readRecords(ctx context.Context, r recordReader, emit func(Line))
 				k.log.Warn("kernel log records overwritten before they were read", "path", k.path)
 				continue
 			}
+			if k.backlog && errors.Is(err, syscall.EAGAIN) {
+				return nil // the resumed records are all read
+			}
 			return fmt.Errorf("logsource: read %s: %w", k.path, err)
 		}
 		if n == 0 {
 			return fmt.Errorf("logsource: read %s: unexpected end of file", k.path)
 		}
 		k.record(buf[:n], emit)
+		if k.backlog && ctx.Err() != nil {
+			return nil
+		}
 	}
 }
 
+// startBacklog prepares the reading of the records after the resume
+// point, from the oldest one in the ring buffer. monoNow (CLOCK_MONOTONIC
+// in microseconds) and wallNow are read together.
+func (k *Kmsg) startBacklog(monoNow int64, wallNow time.Time) {
+	k.backlog = true
+	k.skipTo = k.pos.Seq
+	k.haveSeq, k.lastSeq = true, k.pos.Seq
+	k.offset = wallNow.UnixMicro() - monoNow
+	k.tooOld = 0
+}
+
+// endBacklog reports what the resume skipped; the live records that
+// follow keep counting gaps from the last record read.
+func (k *Kmsg) endBacklog() {
+	if k.tooOld > 0 {
+		k.log.Info("kernel log records older than the resume limit skipped", "path", k.path,
+			"skipped", k.tooOld, "max_age", k.maxAge.String())
+	}
+	k.backlog = false
+	k.resumed = true
+}
+
 func (k *Kmsg) record(rec []byte, emit func(Line)) {
-	line, seq, ok := kmsgRecord(rec)
+	line, seq, ts, ok := kmsgHeader(rec)
+	now := k.now()
+	received := now
+	if k.backlog {
+		if !ok {
+			return // cannot be placed in time: never replay it
+		}
+		if seq <= k.skipTo {
+			// Handled before the restart. The resume point itself dates
+			// the records after it better than CLOCK_MONOTONIC does.
+			if seq == k.skipTo && k.pos.Stamp != 0 {
+				k.offset = k.pos.Stamp - int64(ts)
+			}
+			return
+		}
+		received = time.UnixMicro(k.offset + int64(ts))
+		if received.After(now) {
+			received = now
+		}
+	}
 	if ok {
 		if k.haveSeq && seq > k.lastSeq+1 {
 			lost := seq - k.lastSeq - 1
@@ -145,6 +286,15 @@ func (k *Kmsg) record(rec []byte, emit func(Line)) {
 		}
 		k.haveSeq, k.lastSeq = true, seq
 	}
+	if k.backlog && now.Sub(received) > k.maxAge {
+		k.tooOld++
+		return
+	}
+	var pos Position
+	if ok && k.boot != "" {
+		pos = Position{Boot: k.boot, Seq: seq, Stamp: received.UnixMicro()}
+		k.pos = pos
+	}
 	k.c.lines.Add(1)
-	emit(Line{Text: line, Received: k.now()})
+	emit(Line{Text: line, Received: received, Pos: pos})
 }

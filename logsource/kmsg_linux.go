@@ -6,45 +6,117 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // openKmsg opens the device non-blocking (so the runtime poller can
-// interrupt a read when ctx ends) positioned after the newest record.
-func openKmsg(path string) (*os.File, error) {
+// interrupt a read when ctx ends) positioned after the newest record, or
+// at the oldest record still in the ring buffer when fromOldest is set.
+func openKmsg(path string, fromOldest bool) (int, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		err = &fs.PathError{Op: "open", Path: path, Err: err}
 		if errors.Is(err, fs.ErrPermission) {
 			err = fmt.Errorf("%w (hint: reading the kernel log needs root or CAP_SYSLOG when kernel.dmesg_restrict=1)", err)
 		}
-		return nil, err
+		return -1, err
 	}
-	if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
+	whence := unix.SEEK_END
+	if fromOldest {
+		whence = unix.SEEK_SET
+	}
+	if _, err := unix.Seek(fd, 0, whence); err != nil {
 		unix.Close(fd)
-		return nil, &fs.PathError{Op: "seek", Path: path, Err: err}
+		return -1, &fs.PathError{Op: "seek", Path: path, Err: err}
 	}
-	return os.NewFile(uintptr(fd), path), nil
+	return fd, nil
 }
 
 // kmsgUsable reports why the device cannot be read, or nil.
 func kmsgUsable(path string) error {
-	f, err := openKmsg(path)
+	fd, err := openKmsg(path, false)
 	if err != nil {
 		return err
 	}
-	return f.Close()
+	return unix.Close(fd)
+}
+
+// monotonicMicros reads CLOCK_MONOTONIC, the clock /dev/kmsg time stamps
+// follow (give or take drift), in microseconds.
+func monotonicMicros() (int64, bool) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, false
+	}
+	return ts.Nano() / 1e3, true
+}
+
+// readBootID returns the running boot's id, or "" when it cannot be read
+// (then no position is kept and no resume is made).
+func readBootID(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	id := strings.TrimSpace(string(b))
+	if len(id) == 0 || len(id) > 64 {
+		return ""
+	}
+	return id
+}
+
+// rawFD reads a non-blocking descriptor directly: EAGAIN says the ring
+// buffer has no newer record.
+type rawFD int
+
+func (fd rawFD) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(fd), p)
+		if err == unix.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n, err
+	}
 }
 
 // Run reads records until ctx ends (returning nil). It fails at once when
 // the device cannot be opened.
 func (k *Kmsg) Run(ctx context.Context, emit func(Line)) error {
-	f, err := openKmsg(k.path)
+	k.boot = readBootID(k.bootPath)
+	if k.boot == "" {
+		k.log.Warn("cannot read the boot id: the kernel log position is not kept across restarts", "path", k.bootPath)
+	}
+	resume := k.boot != "" && k.pos.Boot == k.boot
+	fd, err := openKmsg(k.path, resume)
 	if err != nil {
 		return fmt.Errorf("logsource: %w", err)
 	}
+	if resume {
+		mono, ok := k.mono()
+		if !ok {
+			// Records could not be dated: start at the newest one.
+			resume = false
+			if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("logsource: seek %s: %w", k.path, err)
+			}
+		} else {
+			k.startBacklog(mono, k.now())
+			err := k.readRecords(ctx, rawFD(fd), emit)
+			k.endBacklog()
+			if err != nil || ctx.Err() != nil {
+				unix.Close(fd)
+				return err
+			}
+		}
+	}
+	f := os.NewFile(uintptr(fd), k.path)
 	defer f.Close()
 	if err := f.SetReadDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("logsource: %s cannot be polled: %w", k.path, err)
