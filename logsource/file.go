@@ -66,10 +66,11 @@ type FileOptions struct {
 //   - the supervisor (this type) decides everything about the path and
 //     the file's content, with its own stat and pread checks on every
 //     change notice (an inotify watch of the directory, watch_linux.go)
-//     and every PollInterval: which inode the path holds (looked at by a
-//     goroutine of its own, so that a busy emit cannot make it miss a file;
-//     a new one is opened at once and queued, so a rotated file is never
-//     lost to a later rotation), whether the file shrank, whether the 64 bytes
+//     and every PollInterval: which inode the path holds (looked at by the
+//     goroutine reading the change notices and by Run's, each free to stat
+//     and open while the other is stuck; a new file is opened at once and
+//     queued, so a rotated file is never lost to a later rotation),
+//     whether the file shrank, whether the 64 bytes
 //     before the last delivered line's end and the file's first bytes are
 //     still the ones read (a truncated and regrown file; tail only sees a
 //     file smaller than at its last stat), and how far tail has to get (the
@@ -87,28 +88,42 @@ type FileOptions struct {
 //     and copies of content it never saw (below).
 //
 // Generations the supervisor never saw at the path. It can only open what
-// the path holds when it looks; a file that takes the path and is rotated
-// away between two looks would be skipped. Under CPU load that happened:
-// the first tail-based File (dbde141..07c1882) lost a whole generation in
-// 2 of 14 runs of TestFileLiveRotation with busy loops beside it, whose
-// generations hold the path for a few milliseconds; its trace showed the
-// lost file's inode was never opened, the first file seen after it already
-// held data. The reader it was reverted to for that (d3e251d) has the same
-// blind spot, it only looks faster. So the source remembers every file at
-// the path and among its rotated siblings (by device and inode; a file
-// that leaves the directory is forgotten, its inode number may be reused),
-// and whenever the path holds a new inode or a truncation is handled it
-// lists the siblings: one it never saw is a generation renamed away
-// unseen, or a copytruncate copy of content truncated away unseen (a
-// second copytruncate before the source looked). It is opened at once and
-// read whole, oldest first (by mtime, then inode number), between the file
-// it followed and the new one, its lines counted as Recovered; the rule
-// for the old file's end (below) applies to each in turn. A sibling
-// starting with the same bytes as the file being read is a copy of what
-// the source is reading, left to the copytruncate rule. What this does not
-// recover: a generation compressed or deleted before the source looked
-// (gone from the directory), and a copytruncate copy renamed to a name
-// that is not a rotation suffix.
+// the path holds when it looks. The tail-based File of dbde141..07c1882
+// lost a whole generation under CPU load (2 of 30 stressed -race runs of
+// TestFileLiveRotation here): the trace of a failing run shows the lost
+// file's inode was never opened, and a runtime trace of another shows why
+// no look happened for 31 ms while that generation held the path for a
+// few: Run's thread, preempted by the kernel right after its stat, held
+// the lock the watching goroutine then waited on. The reader it was
+// reverted to has the same blind spot, it is only cheaper: run beside
+// this source under the same load (two busy loops, two test processes,
+// two CPUs), it lost lines in 4 of 150 runs of TestFileLiveRotation (two
+// rename generations, a copytruncate epoch, a delete-and-recreate
+// generation) where this one lost none in 120. So:
+//
+//   - A look's stat and open take no lock; two goroutines look (the one
+//     reading inotify events, at once, and Run's, every millisecond while
+//     lines flow), so one preempted thread does not stop the other. A file
+//     once open stays readable whatever happens to its name.
+//   - The source remembers every file at the path and among its rotated
+//     siblings (device and inode; a file that leaves the directory is
+//     forgotten, its inode number may be reused). Whenever the path holds
+//     a new inode, or a truncation is handled, it lists the siblings: one
+//     it never saw is a generation renamed away between two looks, or a
+//     copytruncate copy of content truncated away between two looks (two
+//     copytruncates before the source looked). It is opened at once and
+//     read whole, oldest first (by mtime, then inode number), between the
+//     file it followed and the new one, its lines counted as Recovered;
+//     the rule for the old file's end applies to each in turn. A sibling
+//     that starts like the file being read, or like what the file holds
+//     now (a copytruncate copy in progress), is a copy of content the
+//     source reads anyway, not read whole.
+//
+// What no follower of a path can recover, and this one does not: a
+// generation deleted (or compressed away) before any look opened it, once
+// its writer closed it. Delete-and-recreate rotation under CPU starvation
+// can do that; rename rotation, logrotate's default, cannot while the
+// rotated file keeps an uncompressed rotation name (path.1, path-DATE).
 //
 // nxadm/tail and os.Exit: util.Fatal (log, then os.Exit(1)) is called in
 // four places. TailFile with ReOpen and no Follow: never, Follow is set.

@@ -196,9 +196,9 @@ func TestFilePositionsAreExact(t *testing.T) {
 	s.step()
 	ino := inode(t, path)
 	want := []got{
-		{"ab", Position{path, ino, 3}},
-		{"", Position{path, ino, 4}},
-		{"cd", Position{path, ino, 19}},
+		{"ab", Position{Path: path, Inode: ino, Offset: 3}},
+		{"", Position{Path: path, Inode: ino, Offset: 4}},
+		{"cd", Position{Path: path, Inode: ino, Offset: 19}},
 	}
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()

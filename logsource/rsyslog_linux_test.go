@@ -209,6 +209,7 @@ func TestFileWithRealRsyslogAndLogrotate(t *testing.T) {
 			}
 		}
 	}
+	settled := true // every rotation found data in the file it rotated
 	for _, s := range steps {
 		waitSent(s.at)
 		// Rotate once message s.at went through rsyslogd into the file
@@ -217,8 +218,17 @@ func TestFileWithRealRsyslogAndLogrotate(t *testing.T) {
 		// file: wait until the newest delivered line comes from the file
 		// now at the path, or a copytruncate could meet an empty file.
 		mark := fmt.Sprintf("SEQ=%06d", s.at)
-		for i := 0; i < 1000 && !(out.seen(mark) && out.last().pos.Inode == inode(t, h.log)); i++ {
+		i := 0
+		for ; i < 1000 && !(out.seen(mark) && out.last().pos.Inode == inode(t, h.log)); i++ {
 			time.Sleep(5 * time.Millisecond)
+		}
+		if i == 1000 {
+			// Under heavy load rsyslogd may not have reopened its log
+			// before the sender paused: the next rotation may meet an
+			// empty file (a copytruncate of nothing is no truncation,
+			// and its empty copy is a generation the source reads).
+			settled = false
+			t.Logf("step at %d: no line from the file at the path within 5 s; rotation counts not checked", s.at)
 		}
 		s.do()
 		close(s.done)
@@ -281,7 +291,7 @@ func TestFileWithRealRsyslogAndLogrotate(t *testing.T) {
 	ours := len(got)
 	st := src.Stats()
 	t.Logf("%d of %d messages delivered, %d in the log files (messages can be lost before the log: rsyslogd restart, copytruncate window), stats %+v", ours, total, len(inLog), st)
-	if st.Rotations != 2 || st.Truncations != 2 {
+	if settled && (st.Rotations != 2 || st.Truncations != 2) {
 		t.Fatalf("stats = %+v, want 2 rotations and 2 truncations", st)
 	}
 }
