@@ -302,3 +302,24 @@ func TestIndexIPFWMatchesBytesIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexIPFWLong: on buffers long enough for IndexIPFW to switch its
+// lead byte, the first "ipfw: " is still the one bytes.Index finds,
+// wherever it is and whichever of 'f' and 'w' is rarer.
+func TestIndexIPFWLong(t *testing.T) {
+	r := rand.New(rand.NewPCG(10, 10))
+	for n := range 300 {
+		alphabet := []string{"ffffw x\n", "fwwwww x\n", "ipfw:fw ", "fw: w: x"}[n%4]
+		b := make([]byte, 1000+r.IntN(20000))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		if r.IntN(4) > 0 {
+			at := r.IntN(len(b) - 6)
+			copy(b[at:], "ipfw: ")
+		}
+		if got, want := IndexIPFW(b), bytes.Index(b, []byte("ipfw: ")); got != want {
+			t.Fatalf("case %d (%d bytes): IndexIPFW = %d, bytes.Index gives %d", n, len(b), got, want)
+		}
+	}
+}
