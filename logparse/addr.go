@@ -51,24 +51,12 @@ func parseIP4(b []byte) (netip.Addr, bool) {
 }
 
 func parseIP6(b []byte) (netip.Addr, bool) {
-	var a [16]byte
 	if len(b) == 39 {
-		// the kernel's form: eight groups of four hex digits, read at
-		// their places
-		var bad byte
-		for k := range 8 {
-			g := b[5*k : 5*k+4]
-			d0, d1, d2, d3 := hexVal[g[0]], hexVal[g[1]], hexVal[g[2]], hexVal[g[3]]
-			bad |= d0 | d1 | d2 | d3
-			if k < 7 && b[5*k+4] != ':' {
-				bad = 0xff
-			}
-			a[2*k], a[2*k+1] = d0<<4|d1, d2<<4|d3
-		}
-		if bad <= 15 {
-			return netip.AddrFrom16(a), true
+		if a, ok := ip6Full(b); ok {
+			return a, true
 		}
 	}
+	var a [16]byte
 	i := 0
 	for k := 0; k < 8; k++ {
 		if k > 0 {
@@ -95,6 +83,26 @@ func parseIP6(b []byte) (netip.Addr, bool) {
 		return parseIP6Slow(b)
 	}
 	return netip.AddrFrom16(a), true
+}
+
+// ip6Full reads the kernel's form of an IPv6 address (%pI6): 39 bytes,
+// eight groups of four hex digits, read at their places.
+func ip6Full(b []byte) (netip.Addr, bool) {
+	var a [16]byte
+	if len(b) != 39 {
+		return netip.Addr{}, false
+	}
+	var bad byte
+	for k := range 8 {
+		g := b[5*k : 5*k+4]
+		d0, d1, d2, d3 := hexVal[g[0]], hexVal[g[1]], hexVal[g[2]], hexVal[g[3]]
+		bad |= d0 | d1 | d2 | d3
+		if k < 7 && b[5*k+4] != ':' {
+			bad = 0xff
+		}
+		a[2*k], a[2*k+1] = d0<<4|d1, d2<<4|d3
+	}
+	return netip.AddrFrom16(a), bad <= 15
 }
 
 func parseIP6Slow(b []byte) (netip.Addr, bool) {

@@ -223,6 +223,12 @@ func (st *fieldReader) readCommon(s []byte) bool {
 // addrAt reads the address value at s[i:] as fieldReader.value does for
 // SRC= and DST=.
 func addrAt(s []byte, i int) (netip.Addr, int, bool) {
+	// the kernel's IPv6 form, 39 bytes with a colon after four
+	if e := i + 39; e <= len(s) && s[i+4] == ':' && (e == len(s) || s[e] == ' ') {
+		if a, ok := ip6Full(s[i:e]); ok {
+			return a, e, true
+		}
+	}
 	if a, e, ok := ip4At(s, i); ok {
 		return a, e, true
 	}
