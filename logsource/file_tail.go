@@ -172,6 +172,10 @@ const lookEvery = time.Millisecond
 // maxBatch bounds the lines taken under one fingerprint check.
 const maxBatch = 4096
 
+// batchWait bounds how long take waits for the next line of a batch that
+// has not reached the pump's target yet.
+const batchWait = time.Millisecond
+
 // pump takes lines from t's tail until t.off reaches target: the end
 // of the last complete line the file held when the caller looked.
 //
@@ -277,7 +281,7 @@ func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Lin
 				continue
 			}
 		}
-		switch res := s.take(t, l, emit); res {
+		switch res := s.take(t, l, target, emit); res {
 		case drainEOF:
 			lastProgress = time.Now()
 			t.failures = 0
@@ -307,7 +311,7 @@ const idleAfter = 250 * time.Microsecond
 // one batch checked once: the batch starts at t.off, and the bytes
 // just before t.off are still the ones delivered (so the file was not
 // truncated and rewritten before the tail read the batch).
-func (s *File) take(t *tracked, first *tail.Line, emit func(Line)) drainResult {
+func (s *File) take(t *tracked, first *tail.Line, target int64, emit func(Line)) drainResult {
 	start, end := lineSpan(first)
 	switch {
 	case start < t.off:
@@ -322,6 +326,7 @@ func (s *File) take(t *tracked, first *tail.Line, emit func(Line)) drainResult {
 		return drainResync
 	}
 	batch := append(t.batch[:0], first)
+	var wait *time.Timer
 	for len(batch) < maxBatch {
 		var l *tail.Line
 		select {
@@ -330,6 +335,23 @@ func (s *File) take(t *tracked, first *tail.Line, emit func(Line)) drainResult {
 				l = got
 			}
 		default:
+			if end >= target {
+				break
+			}
+			// The file holds complete lines up to target: the tail is
+			// about to hand them over one by one. Waiting (briefly) for
+			// them makes one fingerprint check cover many lines.
+			if wait == nil {
+				wait = time.NewTimer(batchWait)
+				defer wait.Stop()
+			}
+			select {
+			case got, ok := <-t.tl.Lines:
+				if ok {
+					l = got
+				}
+			case <-wait.C:
+			}
 		}
 		if l == nil {
 			break
