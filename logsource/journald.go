@@ -33,6 +33,14 @@ type JournaldOptions struct {
 	MaxLine    int              // 0 means DefaultMaxLine
 	MinBackoff time.Duration    // first restart delay, default 250ms
 	MaxBackoff time.Duration    // restart delay cap, default 30s
+	// Resume is the position of the last line handled before a restart
+	// (Position.Stamp and StampN): Run starts there instead of at the
+	// time it began, so the entries journald recorded meanwhile are not
+	// lost.
+	Resume Position
+	// MaxAge bounds a resume: entries stamped longer ago than that are
+	// not read again. Default DefaultResumeMaxAge.
+	MaxAge time.Duration
 }
 
 // Journald runs journalctl as a supervised child and delivers its output
@@ -62,6 +70,16 @@ type JournaldOptions struct {
 // later. Bursts are not rate limited on the kernel transport: 3000 LOG
 // lines sent within seconds all arrived.
 //
+// Resume across a daemon restart: with JournaldOptions.Resume, the first
+// run starts at Resume.Stamp (but no earlier than MaxAge before Run
+// began) and skips the first Resume.StampN lines stamped Resume.Stamp,
+// which were handled before. The entries stamped before Run began are
+// delivered with Line.Received = their time stamp (when journald recorded
+// them, never later than the time they were read): a knock read late is
+// dated when it arrived. Every line with a stamp carries its Position
+// (Stamp, StampN). journalctl -k shows the running boot only: a resume
+// point from an earlier boot delivers what this boot logged since.
+//
 // When ctx ends the child gets SIGTERM, then SIGKILL after two seconds,
 // and is always waited for: no zombie. On Linux the child is also killed
 // if the daemon dies.
@@ -80,8 +98,19 @@ type Journald struct {
 	lastStderr string
 	started    func(pid int) // test hook: a journalctl was started
 	pos        resumePoint
-	skip       int // lines of pos.seen that may come again at the start of a run
-	skipped    int // lines skipped in the current read
+	maxAge     time.Duration
+	resume     Position // the daemon's resume point, until Run takes it
+	began      int64    // unix microseconds when Run began: older entries are resumed ones
+	// The lines stamped resumeAt up to resumeN were handled before the
+	// daemon restarted: each run of journalctl skips them by count.
+	resumeAt       int64
+	resumeN, rSeen int
+	// curAt and curN: the stamp of the last line delivered and how many
+	// lines with it were (Position.StampN).
+	curAt   int64
+	curN    int
+	skip    int // lines of pos.seen that may come again at the start of a run
+	skipped int // lines skipped in the current read
 }
 
 // NewJournald returns a journalctl source.
@@ -97,6 +126,11 @@ func NewJournald(opts JournaldOptions) *Journald {
 		killDelay: 2 * time.Second,
 		sleep:     sleepCtx,
 		stableRun: time.Minute,
+		maxAge:    opts.MaxAge,
+		resume:    opts.Resume,
+	}
+	if j.maxAge <= 0 {
+		j.maxAge = DefaultResumeMaxAge
 	}
 	if j.cmd == "" {
 		j.cmd = "journalctl"
@@ -147,7 +181,27 @@ func (j *Journald) Run(ctx context.Context, emit func(Line)) error {
 	}
 	lb := newLineBuf(j.maxLine, 0)
 	backoff := j.min
-	j.pos = resumePoint{at: time.Now().UnixMicro()}
+	// journalctl compares --since with journald's stamps: the real clock.
+	now := time.Now().UnixMicro()
+	j.began = now
+	j.pos = resumePoint{at: now}
+	j.curAt, j.curN = 0, 0
+	if r := j.resume; r.Stamp != 0 {
+		j.resume = Position{} // a later Run starts afresh
+		oldest := now - j.maxAge.Microseconds()
+		switch {
+		case r.Stamp > now:
+			// The wall clock went back: start now, as without a resume.
+		case r.Stamp >= oldest:
+			j.pos.at = r.Stamp
+			j.resumeAt, j.resumeN = r.Stamp, max(r.StampN, 0)
+			j.curAt, j.curN = r.Stamp, j.resumeN
+		default:
+			j.pos.at = oldest
+		}
+		j.log.Info("journald source resumes", "from", time.UnixMicro(j.pos.at).UTC().Format("2006-01-02T15:04:05.000000Z"),
+			"saved", time.UnixMicro(r.Stamp).UTC().Format("2006-01-02T15:04:05.000000Z"), "max_age", j.maxAge.String())
+	}
 	for {
 		started := time.Now()
 		err := j.runOnce(ctx, path, lb, emit)
@@ -181,6 +235,7 @@ func (j *Journald) runOnce(ctx context.Context, path string, lb *lineBuf, emit f
 	// run come again first: skip them once.
 	j.skip = j.pos.n
 	clear(j.pos.again[:])
+	j.rSeen = 0
 	cmd := exec.Command(path, args...)
 	cmd.Stdout = pw
 	cmd.Stderr = stderr
@@ -238,7 +293,18 @@ func (j *Journald) runOnce(ctx context.Context, path string, lb *lineBuf, emit f
 func (j *Journald) read(r *os.File, lb *lineBuf, emit func(Line)) error {
 	var seen uint64
 	deliver := func(l Line) {
-		if j.deliver(l.Text) {
+		at, ok := parseJournalStamp(l.Text)
+		if j.deliver(l.Text, at, ok) {
+			if ok {
+				l.Pos = Position{Stamp: at, StampN: j.curN}
+				if at < j.began {
+					// Recorded before Run began: a resumed entry, dated
+					// when journald recorded it.
+					if t := time.UnixMicro(at); t.Before(l.Received) {
+						l.Received = t
+					}
+				}
+			}
 			emit(l)
 		}
 	}
@@ -263,13 +329,18 @@ func (j *Journald) read(r *os.File, lb *lineBuf, emit func(Line)) error {
 
 // deliver decides whether line is new (true) or one the last run already
 // delivered, and moves the resume point past it.
-func (j *Journald) deliver(line []byte) bool {
-	at, ok := parseJournalStamp(line)
+func (j *Journald) deliver(line []byte, at int64, ok bool) bool {
 	if !ok {
 		// Not a line of short-iso-precise: resume from now on.
 		j.skip = 0
 		j.pos.at, j.pos.n = time.Now().UnixMicro(), 0
 		return true
+	}
+	if j.resumeN > 0 && at == j.resumeAt && j.rSeen < j.resumeN {
+		// Handled before the daemon restarted.
+		j.rSeen++
+		j.skipped++
+		return false
 	}
 	if j.skip > 0 {
 		if at == j.pos.at && j.pos.repeat(line, j.skip) {
@@ -279,6 +350,10 @@ func (j *Journald) deliver(line []byte) bool {
 		j.skip = 0
 	}
 	j.pos.add(at, line)
+	if at != j.curAt {
+		j.curAt, j.curN = at, 0
+	}
+	j.curN++
 	return true
 }
 
