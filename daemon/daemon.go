@@ -634,6 +634,9 @@ func (d *Daemon) decide(s *settings, src netip.Addr, block [8]byte, now time.Tim
 		reason   = -1
 		refused  cipher.Match
 	)
+	// now is when the line arrived (a resumed line arrived before the
+	// restart); wall is the time of this decision.
+	wall := d.clk.Now()
 	res := s.decoder.Decode(block, now, func(m cipher.Match) bool {
 		u := s.users[m.Key]
 		if r := u.Policy.Check(src, m.Request.Allow, m.Request.Port, m.Request.Time); r != config.Allowed {
@@ -642,7 +645,7 @@ func (d *Daemon) decide(s *settings, src netip.Addr, block [8]byte, now time.Tim
 			}
 			return false
 		}
-		if d.replay.Seen(m.Name, block, now) {
+		if d.replay.Seen(m.Name, block, now) || stale(m, s.cfg.Knock, wall) {
 			if reason < 0 {
 				reason, refused = rReplay, m
 			}
@@ -690,6 +693,30 @@ func (d *Daemon) decide(s *settings, src netip.Addr, block [8]byte, now time.Tim
 	}
 	d.noteStateErr(err)
 	d.apply(u, src, target, acc.Request.Port, acc.Request.Time)
+}
+
+// staleSlack is the largest error allowed in dating a line read late
+// (logsource dates a resumed kmsg record from its kernel time stamp), for
+// static keys; see stale.
+const staleSlack = 2 * time.Second
+
+// stale reports whether m, decoded at its line's arrival time, must be
+// refused at wall, the time of the decision, because its replay horizon
+// has passed: the replay cache forgets an entry once its horizon is past
+// on the wall clock (and does not load it after a restart), so a block
+// accepted then could have been accepted before, in the run that a crash
+// ended before it saved the log position. For a timed key the horizon
+// depends only on the block's window, so the rule is exact; a static
+// key's horizon runs from the arrival time, which a resumed line gets
+// from a calculation, so staleSlack is taken off. A line handled as it
+// arrives is never stale: the decoder accepts a window only up to its
+// horizon.
+func stale(m cipher.Match, k config.Knock, wall time.Time) bool {
+	until := m.ReplayUntil(k.MaxSkew.Duration, k.StaticReplayHorizon.Duration)
+	if m.Mode == cipher.Static {
+		wall = wall.Add(min(staleSlack, k.StaticReplayHorizon.Duration/2))
+	}
+	return until.Before(wall)
 }
 
 func minutesAttr(t uint8) slog.Value {

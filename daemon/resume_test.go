@@ -1,0 +1,176 @@
+package daemon
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/knockdaemon/knock/cipher"
+	"github.com/knockdaemon/knock/config"
+	"github.com/knockdaemon/knock/internal/clock"
+	"github.com/knockdaemon/knock/logsource"
+)
+
+// feedAt hands the daemon a line that arrived at received, as a source
+// that resumed after a restart delivers the lines logged meanwhile.
+func (h *harness) feedAt(text string, received time.Time, pos logsource.Position) {
+	h.d.handleLine(logsource.Line{Text: []byte(text), Received: received, Pos: pos})
+}
+
+// TestResumedKnockIsDecidedAtItsArrival: a knock logged while the daemon
+// was down is read after the restart, dated when it arrived. It opens
+// while its window is valid and is refused once its window's horizon has
+// passed, however it would decrypt at its arrival time.
+func TestResumedKnockIsDecidedAtItsArrival(t *testing.T) {
+	cases := []struct {
+		name     string
+		down     time.Duration // from the knock to the restart
+		wantOpen bool
+	}{
+		{"a short restart", 2 * time.Second, true},
+		{"within the window's skew", 50 * time.Second, true},
+		{"at the window's horizon", 60 * time.Second, true},
+		{"past the window's horizon", 61 * time.Second, false},
+		{"long past it", 10 * time.Minute, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			clk := clock.NewFake(t0) // t0 starts a window: its horizon is t0+60s
+			h := newHarness(t, dir, nil, clk)
+			seq := h.sequence(h.keys[alice], "203.0.113.9", cipher.Request{Port: 22, Time: 5})
+			clk.Advance(tc.down)
+			h2 := newHarness(t, dir, nil, clk)
+			for i, l := range seq {
+				h2.feedAt(l, t0.Add(time.Duration(i)*time.Millisecond), logsource.Position{})
+			}
+			if tc.wantOpen {
+				h2.wantOpen("203.0.113.9 tcp/22")
+				// The opening lasts its minutes from now, not from the knock.
+				if got := h2.be.timeout("203.0.113.9 tcp/22"); got != 5*time.Minute {
+					t.Errorf("opening timeout %v, want 5m", got)
+				}
+				return
+			}
+			h2.wantOpen()
+			if h2.log.count("event=rejected", "reason=replay", "src=203.0.113.9") != 1 {
+				t.Errorf("stale knock not refused as a possible replay:\n%s", h2.log)
+			}
+		})
+	}
+}
+
+// TestNoBlockAcceptedTwiceAcrossACrash: a daemon that accepted a knock
+// and crashed before it saved its log position reads the same lines
+// again after the restart (dated when they arrived). The replay cache
+// refuses them while it remembers the block, and the staleness rule once
+// it has forgotten it: the block is never accepted twice.
+func TestNoBlockAcceptedTwiceAcrossACrash(t *testing.T) {
+	for _, down := range []time.Duration{time.Second, 30 * time.Second, 60 * time.Second, 61 * time.Second, 90 * time.Second, time.Hour} {
+		t.Run(down.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			clk := clock.NewFake(t0)
+			be := newFakeBackend()
+			h := newHarness(t, dir, be, clk)
+			seq := h.sequence(h.keys[alice], "203.0.113.9", cipher.Request{Port: 22, Time: 1})
+			for _, l := range seq {
+				h.feed(l)
+			}
+			h.wantOpen("203.0.113.9 tcp/22")
+			h.d.grants.Stop() // crash: the position of these lines is not saved
+			clk.Advance(down)
+			h2 := newHarness(t, dir, be, clk)
+			for _, l := range seq {
+				h2.feedAt(l, t0, logsource.Position{})
+			}
+			if h2.log.count("event=accepted") != 0 {
+				t.Fatalf("the block was accepted again after a %v restart:\n%s", down, h2.log)
+			}
+			if h2.log.count("event=rejected", "reason=replay", "src=203.0.113.9") != 1 {
+				t.Errorf("no replay rejection:\n%s", h2.log)
+			}
+		})
+	}
+}
+
+func TestStale(t *testing.T) {
+	k := config.Knock{MaxSkew: config.Duration{Duration: 60 * time.Second}, StaticReplayHorizon: config.Duration{Duration: time.Hour}}
+	w := cipher.WindowOf(t0)
+	cases := []struct {
+		name  string
+		m     cipher.Match
+		wall  time.Time
+		stale bool
+	}{
+		{"timed, before the horizon", cipher.Match{Mode: cipher.Timed, Window: w}, t0.Add(59 * time.Second), false},
+		{"timed, at the horizon", cipher.Match{Mode: cipher.Timed, Window: w}, t0.Add(60 * time.Second), false},
+		{"timed, past the horizon", cipher.Match{Mode: cipher.Timed, Window: w}, t0.Add(60*time.Second + 1), true},
+		{"static, handled as it arrives", cipher.Match{Mode: cipher.Static, At: t0}, t0, false},
+		{"static, within the horizon less the slack", cipher.Match{Mode: cipher.Static, At: t0}, t0.Add(time.Hour - staleSlack), false},
+		{"static, within the slack of the horizon", cipher.Match{Mode: cipher.Static, At: t0}, t0.Add(time.Hour - staleSlack + 1), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := stale(tc.m, k, tc.wall); got != tc.stale {
+				t.Fatalf("stale = %v, want %v", got, tc.stale)
+			}
+		})
+	}
+	t.Run("static, a horizon shorter than twice the slack", func(t *testing.T) {
+		k := k
+		k.StaticReplayHorizon.Duration = time.Second
+		m := cipher.Match{Mode: cipher.Static, At: t0}
+		if stale(m, k, t0) || !stale(m, k, t0.Add(500*time.Millisecond+1)) {
+			t.Fatal("the slack is not half a short horizon")
+		}
+	})
+}
+
+// TestKmsgPositionSaved: the position of the last line handled, whatever
+// source it came from, reaches the state file, and a state file written
+// before kmsg and journald positions existed loads as it did.
+func TestKmsgPositionSaved(t *testing.T) {
+	dir := t.TempDir()
+	clk := clock.NewFake(t0)
+	h := newHarness(t, dir, nil, clk)
+	pos := logsource.Position{Boot: "9cd18439-c4cb-4fae-bc65-e7d5b79730de", Seq: 86630, Stamp: t0.UnixMicro()}
+	h.feedAt("6,86630,11955160133,-;not a knock", t0, pos)
+	h.d.savePosition()
+	if err := h.d.sw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := LoadState(filepath.Join(dir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Position != pos {
+		t.Fatalf("saved position %+v, want %+v", st.Position, pos)
+	}
+	h2 := newHarness(t, dir, nil, clk)
+	if h2.restore.Position != pos {
+		t.Fatalf("restored position %+v, want %+v", h2.restore.Position, pos)
+	}
+
+	old := filepath.Join(t.TempDir(), "state.json")
+	doc := `{"version":1,"grants":[],"replay":[],"position":{"path":"/var/log/kern.log","inode":42,"offset":1000}}`
+	if err := os.WriteFile(old, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err = LoadState(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (logsource.Position{Path: "/var/log/kern.log", Inode: 42, Offset: 1000}); st.Position != want {
+		t.Fatalf("old state file position %+v, want %+v", st.Position, want)
+	}
+	// A file position is still written without the new fields.
+	b, err := json.Marshal(st.Position)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"path":"/var/log/kern.log","inode":42,"offset":1000}` {
+		t.Fatalf("file position written as %s", b)
+	}
+}
