@@ -138,10 +138,17 @@ type FileOptions struct {
 // the tail that no longer wakes up. Tail's other messages go to
 // tail.DiscardingLogger.
 //
-// Cost: tail allocates three times and seeks twice per line, and hands
-// lines over one at a time on an unbuffered channel: COSTLINE
-// far above any kern.log rate; floods are for the stdin Reader, which
-// does not allocate per line. Memory: tail holds a line in full until its
+// Cost: tail allocates three times and seeks twice per line (Tell), and
+// hands lines over one at a time on an unbuffered channel; the supervisor
+// adds one pread per batch of lines (the fingerprint). BenchmarkSources,
+// bufio.Scanner over the same file in the same run as the baseline: 0.67
+// to 0.78 M lines/s, 0.0095 to 0.011 of the scanner's 70 M; the reverted
+// own reader did 53 M/s (0.75) on the same machine. Far above any
+// kern.log rate; floods are for the stdin Reader, which does not allocate
+// per line. Latency (bench BenchmarkLatency/rsyslog-file-nftables: the
+// daemon's accepted stamp minus the line's arrival in kern.log, medians):
+// 0.04 to 0.3 ms, as with the own reader; a tail left to its own poll
+// added 4 to 5 ms. Memory: tail holds a line in full until its
 // newline; a line that grows past MaxLine + 64 KiB without one is cut by
 // the supervisor, a shorter overlong line is skipped once tail hands it
 // over. Idle, each running tail stats its file every TailPollInterval.
