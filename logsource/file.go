@@ -964,6 +964,10 @@ func (s *File) scanMissed(cur fileKey) []*tracked {
 		mtime time.Time
 	}
 	present := map[fileKey]bool{cur: true}
+	if fi, err := os.Stat(s.path); err == nil {
+		dev, ino := fileID(fi)
+		present[fileKey{dev, ino}] = true // the path may hold a newer file already
+	}
 	var gens []gen
 	for _, name := range s.siblings() {
 		fi, err := os.Stat(name)
