@@ -105,6 +105,7 @@ type Daemon struct {
 	posMu    sync.Mutex
 	pos      logsource.Position // just past the last line handled
 	savedPos logsource.Position
+	posSeen  bool // a line of this run set pos
 
 	stateBroken atomic.Bool // the last state write failed
 	stopping    atomic.Bool // shutdown began without the source: drop lines
@@ -364,6 +365,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if r, ok := d.source.(interface{ Ready() <-chan struct{} }); ok {
 		select {
 		case <-r.Ready():
+			d.noteStart()
 		case srcErr = <-srcDone:
 			srcEnded = true
 		case <-time.After(readyWait):
@@ -546,7 +548,30 @@ func (d *Daemon) notePos(p logsource.Position) {
 	}
 	d.posMu.Lock()
 	d.pos = p
+	d.posSeen = true
 	d.posMu.Unlock()
+}
+
+// noteStart takes the position where a ready source began to follow the
+// log (kmsg: its newest record; journald: its start time), unless a line
+// of this run already moved it: a daemon restarted before it handled any
+// line then resumes there instead of at the newest record, and loses
+// nothing logged in between.
+func (d *Daemon) noteStart() {
+	sp, ok := d.source.(interface{ StartPosition() logsource.Position })
+	if !ok {
+		return
+	}
+	p := sp.StartPosition()
+	if p == (logsource.Position{}) {
+		return
+	}
+	d.posMu.Lock()
+	if !d.posSeen {
+		d.pos = p
+	}
+	d.posMu.Unlock()
+	d.savePosition()
 }
 
 // handleLine is the pipeline for one line. It runs on the source's emit

@@ -174,3 +174,36 @@ func TestKmsgPositionSaved(t *testing.T) {
 		t.Fatalf("file position written as %s", b)
 	}
 }
+
+// startSource is a source that says where it started.
+type startSource struct {
+	nullSource
+	start logsource.Position
+}
+
+func (s startSource) StartPosition() logsource.Position { return s.start }
+
+// TestStartPositionSaved: the position a ready source started at is
+// saved when no line moved the position yet, so a daemon restarted
+// before it handled a line resumes there; a handled line wins.
+func TestStartPositionSaved(t *testing.T) {
+	start := logsource.Position{Boot: "b", Seq: 7}
+	t.Run("no line handled", func(t *testing.T) {
+		h := newHarness(t, "", nil, nil)
+		h.d.source = startSource{start: start}
+		h.d.noteStart()
+		if h.d.pos != start {
+			t.Fatalf("position %+v, want the start %+v", h.d.pos, start)
+		}
+	})
+	t.Run("a line handled first", func(t *testing.T) {
+		h := newHarness(t, "", nil, nil)
+		h.d.source = startSource{start: start}
+		later := logsource.Position{Boot: "b", Seq: 9}
+		h.feedAt("6,9,1,-;x", t0, later)
+		h.d.noteStart()
+		if h.d.pos != later {
+			t.Fatalf("position %+v, want the handled line's %+v", h.d.pos, later)
+		}
+	})
+}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -107,8 +108,11 @@ type Journald struct {
 	resumeN, rSeen int
 	// curAt and curN: the stamp of the last line delivered and how many
 	// lines with it were (Position.StampN).
-	curAt   int64
-	curN    int
+	curAt int64
+	curN  int
+
+	startMu sync.Mutex
+	start   Position
 	skip    int // lines of pos.seen that may come again at the start of a run
 	skipped int // lines skipped in the current read
 }
@@ -157,6 +161,15 @@ func (j *Journald) String() string {
 // Stats returns the source's counters; Restarts counts journalctl restarts.
 func (j *Journald) Stats() Stats { return j.c.snapshot() }
 
+// StartPosition is where Run began to follow the journal once Ready is
+// closed (the time it began, or where it resumed). A daemon that saves
+// it resumes there after a restart even when it handled no line.
+func (j *Journald) StartPosition() Position {
+	j.startMu.Lock()
+	defer j.startMu.Unlock()
+	return j.start
+}
+
 // Ready is closed once journalctl was started the first time: every
 // entry journald records from then on is delivered (see Journald).
 func (j *Journald) Ready() <-chan struct{} { return j.rdy.ch() }
@@ -202,6 +215,13 @@ func (j *Journald) Run(ctx context.Context, emit func(Line)) error {
 		j.log.Info("journald source resumes", "from", time.UnixMicro(j.pos.at).UTC().Format("2006-01-02T15:04:05.000000Z"),
 			"saved", time.UnixMicro(r.Stamp).UTC().Format("2006-01-02T15:04:05.000000Z"), "max_age", j.maxAge.String())
 	}
+	start := Position{Stamp: j.pos.at}
+	if j.curAt == j.pos.at {
+		start.StampN = j.curN
+	}
+	j.startMu.Lock()
+	j.start = start
+	j.startMu.Unlock()
 	for {
 		started := time.Now()
 		err := j.runOnce(ctx, path, lb, emit)

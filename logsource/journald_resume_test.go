@@ -128,6 +128,9 @@ exit 1
 					t.Errorf("%q position %+v", l.Text, l.Pos)
 				}
 			}
+			if sp := j.StartPosition(); tc.want != nil && tc.want[0] == "b" && sp != tc.resume {
+				t.Errorf("start position %+v, want the resume point %+v", sp, tc.resume)
+			}
 			if len(out.lines) == 0 {
 				return
 			}
@@ -152,5 +155,20 @@ func TestJournaldResumeDatesOnlyOldEntries(t *testing.T) {
 	}
 	if len(out.lines) != 1 || !out.lines[0].Received.Equal(read) {
 		t.Fatalf("lines %+v, want one received at the read time", out.lines)
+	}
+}
+
+// TestJournaldStartPosition: without a resume, a source starts at the
+// time Run began, and says so: a daemon saving it resumes there.
+func TestJournaldStartPosition(t *testing.T) {
+	fakeJournalctl(t, `exit 1`)
+	j := NewJournald(JournaldOptions{})
+	j.sleep = func(context.Context, time.Duration) bool { return false }
+	before := time.Now().UnixMicro()
+	if err := j.Run(context.Background(), func(Line) {}); err != nil {
+		t.Fatal(err)
+	}
+	if sp := j.StartPosition(); sp.Stamp < before || sp.Stamp > time.Now().UnixMicro() || sp.StampN != 0 || sp.Boot != "" {
+		t.Fatalf("start position %+v, want the time Run began", sp)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -89,6 +90,9 @@ type Kmsg struct {
 	pos  Position // of the last record delivered, or the resume point
 	boot string   // this boot's id ("" when unknown: no position)
 
+	startMu sync.Mutex
+	start   Position
+
 	// During a resume's backlog: records up to skipTo are skipped, and
 	// offset (unix microseconds minus the record time stamp) dates the
 	// others.
@@ -127,6 +131,22 @@ func (k *Kmsg) Stats() Stats { return k.c.snapshot() }
 // newest record (after the resumed records, when it resumes): a record
 // logged after that is delivered.
 func (k *Kmsg) Ready() <-chan struct{} { return k.rdy.ch() }
+
+// StartPosition is where Run began to follow the log once Ready is
+// closed: the newest record before the live ones (or the last resumed
+// one). A daemon that saves it resumes there after a restart even when it
+// handled no record (zero when the boot id is unknown).
+func (k *Kmsg) StartPosition() Position {
+	k.startMu.Lock()
+	defer k.startMu.Unlock()
+	return k.start
+}
+
+func (k *Kmsg) setStart(p Position) {
+	k.startMu.Lock()
+	k.start = p
+	k.startMu.Unlock()
+}
 
 // kmsgBufSize holds any record: the kernel refuses a read smaller than
 // the record (EINVAL) and caps records at 8 KiB (CONSOLE_EXT_LOG_MAX).

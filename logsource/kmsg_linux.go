@@ -85,6 +85,28 @@ func (fd rawFD) Read(p []byte) (int, error) {
 	}
 }
 
+// skipToNewest reads fd (non-blocking, at the oldest record) to its end
+// and returns the newest record's sequence number; ok is false when the
+// end was not reached in a bounded number of reads or a read failed.
+func skipToNewest(fd int) (seq uint64, ok bool) {
+	buf := make([]byte, kmsgBufSize)
+	for range 1 << 20 {
+		n, err := unix.Read(fd, buf)
+		switch {
+		case err == unix.EAGAIN:
+			return seq, ok
+		case err == unix.EINTR || err == unix.EPIPE:
+			continue
+		case err != nil || n <= 0:
+			return 0, false
+		}
+		if _, s, good := kmsgRecord(buf[:n]); good {
+			seq, ok = s, true
+		}
+	}
+	return 0, false
+}
+
 // Run reads records until ctx ends (returning nil). It fails at once when
 // the device cannot be opened.
 func (k *Kmsg) Run(ctx context.Context, emit func(Line)) error {
@@ -93,9 +115,21 @@ func (k *Kmsg) Run(ctx context.Context, emit func(Line)) error {
 		k.log.Warn("cannot read the boot id: the kernel log position is not kept across restarts", "path", k.bootPath)
 	}
 	resume := k.boot != "" && k.pos.Boot == k.boot
-	fd, err := openKmsg(k.path, resume)
+	// Without a resume the ring buffer is read through once (when the
+	// boot is known) to learn the newest record: that is where a daemon
+	// restarted before any new record arrives resumes.
+	fd, err := openKmsg(k.path, k.boot != "")
 	if err != nil {
 		return fmt.Errorf("logsource: %w", err)
+	}
+	if !resume && k.boot != "" {
+		k.pos = Position{}
+		if seq, ok := skipToNewest(fd); ok {
+			k.pos = Position{Boot: k.boot, Seq: seq}
+		} else if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("logsource: seek %s: %w", k.path, err)
+		}
 	}
 	if resume {
 		mono, ok := k.mono()
@@ -123,6 +157,7 @@ func (k *Kmsg) Run(ctx context.Context, emit func(Line)) error {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	k.setStart(k.pos)
 	k.rdy.set()
 	return k.readRecords(ctx, f, emit)
 }

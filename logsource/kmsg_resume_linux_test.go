@@ -148,6 +148,25 @@ func TestKmsgRealResume(t *testing.T) {
 			t.Fatalf("a record from before the start was delivered without a resume from this boot")
 		}
 	})
+	t.Run("a source that delivered nothing resumes where it started", func(t *testing.T) {
+		before := mark + " before-quiet"
+		writeKmsg(t, "<4>"+before+"\n")
+		quiet := startKmsg(t, KmsgOptions{}, "no line has this "+netnstest.RandHex(8))
+		start := quiet.k.StartPosition()
+		quiet.stop()
+		if start.Boot != handled.Pos.Boot || start.Seq <= handled.Pos.Seq {
+			t.Fatalf("start position %+v, want this boot after %+v", start, handled.Pos)
+		}
+		writeKmsg(t, "<4>"+mark+" after-quiet\n")
+		s := startKmsg(t, KmsgOptions{Resume: start}, mark)
+		s.stop()
+		if got := s.find(before); len(got) != 0 {
+			t.Fatalf("a record from before the quiet source started was delivered")
+		}
+		if got := s.find(mark + " after-quiet"); len(got) != 1 {
+			t.Fatalf("record written after the quiet source started delivered %d times, want once", len(got))
+		}
+	})
 	t.Run("records older than MaxAge are skipped", func(t *testing.T) {
 		s := startKmsg(t, KmsgOptions{Resume: handled.Pos, MaxAge: 100 * time.Millisecond}, mark)
 		s.stop()
