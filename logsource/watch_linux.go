@@ -3,6 +3,7 @@ package logsource
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -15,9 +16,16 @@ import (
 // poll interval. onEvent, when set, runs in the goroutine reading the
 // events before C is signalled: the File source looks at its path there,
 // without waiting for another goroutine to be scheduled.
+//
+// The events are waited for in poll(2), not through the Go runtime's
+// network poller: the poller is consulted only by a scheduler with nothing
+// else to run (or by sysmon after 10 ms), so while the source's goroutines
+// keep both Ps busy handing lines over, a change notice could wait that
+// long; a thread woken from poll(2) queues its goroutine at once, and a
+// busy P takes it within a few dozen goroutine switches.
 type watcher struct {
-	f       *os.File
-	fd      int
+	fd      int // inotify, non-blocking
+	wake    int // eventfd: close ends the wait
 	dir     string
 	base    []byte
 	onEvent func()
@@ -37,9 +45,14 @@ func newWatcher(dir, base string, onEvent func()) (*watcher, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("inotify_add_watch "+dir, err)
 	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
 	w := &watcher{
-		f:       os.NewFile(uintptr(fd), "inotify"),
 		fd:      fd,
+		wake:    efd,
 		dir:     dir,
 		base:    []byte(base),
 		onEvent: onEvent,
@@ -53,9 +66,26 @@ func newWatcher(dir, base string, onEvent func()) (*watcher, error) {
 func (w *watcher) loop() {
 	defer close(w.done)
 	buf := make([]byte, 16<<10)
+	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(w.wake), Events: unix.POLLIN}}
 	for {
-		n, err := w.f.Read(buf)
+		fds[0].Revents, fds[1].Revents = 0, 0
+		if _, err := unix.Poll(fds, -1); err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return
+		}
+		if fds[1].Revents != 0 {
+			return // closing
+		}
+		if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+			return
+		}
+		n, err := unix.Read(w.fd, buf)
 		if err != nil {
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				continue
+			}
 			return
 		}
 		if w.relevant(buf[:n]) {
@@ -92,7 +122,13 @@ func (w *watcher) relevant(b []byte) bool {
 // again; on a live watch it changes nothing.
 func (w *watcher) refresh() { _, _ = unix.InotifyAddWatch(w.fd, w.dir, watchMask) }
 
+// close ends the loop (the eventfd wakes its poll) and then closes the
+// descriptors, which the loop no longer uses.
 func (w *watcher) close() {
-	w.f.Close()
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(w.wake, one[:])
 	<-w.done
+	unix.Close(w.fd)
+	unix.Close(w.wake)
 }
