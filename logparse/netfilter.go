@@ -368,16 +368,20 @@ type fieldReader struct {
 }
 
 // read reads the fields in s, from the kernel's IN= to the end of the
-// line.
-//
-// Most tokens are a short KEY=, and most keys are the one the kernel
-// prints after the previous key: the next eight bytes, read as one word,
-// are compared with that key first (nextKey). Other tokens go to other,
-// which handles them in full or finds their key.
+// line: the usual line with readCommon, any other with readTokens.
 func (st *fieldReader) read(s []byte) error {
 	if st.readCommon(s) {
 		return nil
 	}
+	return st.readTokens(s)
+}
+
+// readTokens reads s token by token. Most tokens are a short KEY=, and
+// most keys are the one the kernel prints after the previous key: the
+// next eight bytes, read as one word, are compared with that key first
+// (nextKey). Other tokens go to other, which handles them in full or
+// finds their key.
+func (st *fieldReader) readTokens(s []byte) error {
 	prev := uint(fUnknown) // the last key read, for nextKey
 	for i := 0; i < len(s); {
 		w := word8(s, i)
