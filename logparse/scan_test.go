@@ -47,3 +47,39 @@ func TestWord8(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyTab: the start-up search found a collision-free multiplier, and
+// keyOf agrees with fieldKey on every key of up to seven bytes, and
+// refuses them with another length or a byte changed.
+func TestKeyTab(t *testing.T) {
+	if keyMul == 0 {
+		t.Fatal("no multiplier found for keyTab: every key takes the slow look-up")
+	}
+	word := func(s string) uint64 {
+		var w uint64
+		for j := len(s) - 1; j >= 0; j-- {
+			w = w<<8 | uint64(s[j])
+		}
+		return w
+	}
+	n := 0
+	for k := range fUnknown {
+		name := keyNames[k]
+		if len(name) > 7 {
+			continue
+		}
+		n++
+		if got := keyOf(word(name), len(name)); got != fieldKey([]byte(name)) || got != k {
+			t.Errorf("keyOf(%q) = %d, fieldKey gives %d", name, got, fieldKey([]byte(name)))
+		}
+		if got := keyOf(word(name), len(name)+1); got != -1 {
+			t.Errorf("keyOf(%q with a zero byte) = %d, want -1", name, got)
+		}
+		if got := keyOf(word(name)^0x20, len(name)); got != -1 {
+			t.Errorf("keyOf(%q with its first letter's case changed) = %d, want -1", name, got)
+		}
+	}
+	if n < 30 {
+		t.Errorf("only %d keys in keyTab", n)
+	}
+}
