@@ -101,6 +101,7 @@ type Kmsg struct {
 	skipTo  uint64
 	offset  int64
 	tooOld  uint64 // records skipped by age in this backlog
+	again   uint64 // records delivered in this backlog
 }
 
 // NewKmsg returns a /dev/kmsg source.
@@ -263,16 +264,14 @@ func (k *Kmsg) startBacklog(monoNow int64, wallNow time.Time) {
 	k.skipTo = k.pos.Seq
 	k.haveSeq, k.lastSeq = true, k.pos.Seq
 	k.offset = wallNow.UnixMicro() - monoNow
-	k.tooOld = 0
+	k.tooOld, k.again = 0, 0
 }
 
 // endBacklog reports what the resume skipped; the live records that
 // follow keep counting gaps from the last record read.
 func (k *Kmsg) endBacklog() {
-	if k.tooOld > 0 {
-		k.log.Info("kernel log records older than the resume limit skipped", "path", k.path,
-			"skipped", k.tooOld, "max_age", k.maxAge.String())
-	}
+	k.log.Info("kernel log resumed after the last record handled", "path", k.path, "after_seq", k.skipTo,
+		"delivered", k.again, "too_old", k.tooOld, "max_age", k.maxAge.String())
 	k.backlog = false
 	k.resumed = true
 }
@@ -314,6 +313,9 @@ func (k *Kmsg) record(rec []byte, emit func(Line)) {
 	if ok && k.boot != "" {
 		pos = Position{Boot: k.boot, Seq: seq, Stamp: received.UnixMicro()}
 		k.pos = pos
+	}
+	if k.backlog {
+		k.again++
 	}
 	k.c.lines.Add(1)
 	emit(Line{Text: line, Received: received, Pos: pos})

@@ -122,6 +122,15 @@ func (k *Kmsg) Run(ctx context.Context, emit func(Line)) error {
 	if err != nil {
 		return fmt.Errorf("logsource: %w", err)
 	}
+	var mono int64
+	if resume {
+		var ok bool
+		if mono, ok = k.mono(); !ok {
+			// Records could not be dated: start at the newest one.
+			k.log.Warn("cannot read CLOCK_MONOTONIC: the kernel log is not resumed", "path", k.path)
+			resume = false
+		}
+	}
 	if !resume && k.boot != "" {
 		k.pos = Position{}
 		if seq, ok := skipToNewest(fd); ok {
@@ -132,22 +141,12 @@ func (k *Kmsg) Run(ctx context.Context, emit func(Line)) error {
 		}
 	}
 	if resume {
-		mono, ok := k.mono()
-		if !ok {
-			// Records could not be dated: start at the newest one.
-			resume = false
-			if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
-				unix.Close(fd)
-				return fmt.Errorf("logsource: seek %s: %w", k.path, err)
-			}
-		} else {
-			k.startBacklog(mono, k.now())
-			err := k.readRecords(ctx, rawFD(fd), emit)
-			k.endBacklog()
-			if err != nil || ctx.Err() != nil {
-				unix.Close(fd)
-				return err
-			}
+		k.startBacklog(mono, k.now())
+		err := k.readRecords(ctx, rawFD(fd), emit)
+		k.endBacklog()
+		if err != nil || ctx.Err() != nil {
+			unix.Close(fd)
+			return err
 		}
 	}
 	f := os.NewFile(uintptr(fd), k.path)
