@@ -42,6 +42,11 @@ type JournaldOptions struct {
 	// MaxAge bounds a resume: entries stamped longer ago than that are
 	// not read again. Default DefaultResumeMaxAge.
 	MaxAge time.Duration
+	// Prime, when positive, has a resume start Prime before Resume.Stamp
+	// (within MaxAge): the lines up to the resume point come again first,
+	// their Position at or before Resume, for a consumer that rebuilds
+	// state from them (see KmsgOptions.Prime). 0: none.
+	Prime time.Duration
 }
 
 // Journald runs journalctl as a supervised child and delivers its output
@@ -100,6 +105,7 @@ type Journald struct {
 	started    func(pid int) // test hook: a journalctl was started
 	pos        resumePoint
 	maxAge     time.Duration
+	prime      time.Duration
 	resume     Position // the daemon's resume point, until Run takes it
 	began      int64    // unix microseconds when Run began: older entries are resumed ones
 	// The lines stamped resumeAt up to resumeN were handled before the
@@ -131,6 +137,7 @@ func NewJournald(opts JournaldOptions) *Journald {
 		sleep:     sleepCtx,
 		stableRun: time.Minute,
 		maxAge:    opts.MaxAge,
+		prime:     opts.Prime,
 		resume:    opts.Resume,
 	}
 	if j.maxAge <= 0 {
@@ -197,6 +204,7 @@ func (j *Journald) Run(ctx context.Context, emit func(Line)) error {
 	// journalctl compares --since with journald's stamps: the real clock.
 	now := time.Now().UnixMicro()
 	j.began = now
+	var start Position // where a daemon that handles nothing resumes
 	j.pos = resumePoint{at: now}
 	j.curAt, j.curN = 0, 0
 	if r := j.resume; r.Stamp != 0 {
@@ -205,6 +213,11 @@ func (j *Journald) Run(ctx context.Context, emit func(Line)) error {
 		switch {
 		case r.Stamp > now:
 			// The wall clock went back: start now, as without a resume.
+		case r.Stamp >= oldest && j.prime > 0:
+			// The lines of the last Prime before the resume point come
+			// again; their positions say so (at or before r).
+			j.pos.at = max(r.Stamp-j.prime.Microseconds(), oldest)
+			start = Position{Stamp: r.Stamp, StampN: max(r.StampN, 0)}
 		case r.Stamp >= oldest:
 			j.pos.at = r.Stamp
 			j.resumeAt, j.resumeN = r.Stamp, max(r.StampN, 0)
@@ -215,9 +228,11 @@ func (j *Journald) Run(ctx context.Context, emit func(Line)) error {
 		j.log.Info("journald source resumes", "from", time.UnixMicro(j.pos.at).UTC().Format("2006-01-02T15:04:05.000000Z"),
 			"saved", time.UnixMicro(r.Stamp).UTC().Format("2006-01-02T15:04:05.000000Z"), "max_age", j.maxAge.String())
 	}
-	start := Position{Stamp: j.pos.at}
-	if j.curAt == j.pos.at {
-		start.StampN = j.curN
+	if start == (Position{}) {
+		start = Position{Stamp: j.pos.at}
+		if j.curAt == j.pos.at {
+			start.StampN = j.curN
+		}
 	}
 	j.startMu.Lock()
 	j.start = start

@@ -172,3 +172,56 @@ func TestJournaldStartPosition(t *testing.T) {
 		t.Fatalf("start position %+v, want the time Run began", sp)
 	}
 }
+
+// TestJournaldResumePrime: with Prime, journalctl starts Prime before the
+// saved stamp and the lines up to the resume point come again, with
+// positions that place them at or before it.
+func TestJournaldResumePrime(t *testing.T) {
+	s := time.Now().Add(-5 * time.Second).Truncate(time.Microsecond)
+	before, s1 := s.Add(-3*time.Second), s.Add(time.Microsecond)
+	state := fakeJournalctl(t, `
+for a; do case $a in --since=*) SINCE=${a#--since=@}; echo "$a" >> "$STATE/since";; esac; done
+sec=${SINCE%.*}; us=$(echo "${SINCE#*.}" | sed 's/^0*//'); since=$((sec*1000000 + ${us:-0}))
+show() { if [ "$1" -ge "$since" ]; then echo "$2"; fi; }
+show `+strconv.FormatInt(before.UnixMicro(), 10)+` "`+journalStamp(before)+` vm kernel: x"
+show `+strconv.FormatInt(s.UnixMicro(), 10)+` "`+journalStamp(s)+` vm kernel: a"
+show `+strconv.FormatInt(s.UnixMicro(), 10)+` "`+journalStamp(s)+` vm kernel: b"
+show `+strconv.FormatInt(s1.UnixMicro(), 10)+` "`+journalStamp(s1)+` vm kernel: c"
+exit 1
+`)
+	resume := Position{Stamp: s.UnixMicro(), StampN: 1}
+	j := NewJournald(JournaldOptions{Resume: resume, Prime: 5 * time.Second})
+	j.sleep = func(context.Context, time.Duration) bool { return false }
+	out := &keptLines{}
+	if err := j.Run(context.Background(), out.emit); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		text string
+		pos  Position
+	}{
+		{"x", Position{Stamp: before.UnixMicro(), StampN: 1}},
+		{"a", Position{Stamp: s.UnixMicro(), StampN: 1}},
+		{"b", Position{Stamp: s.UnixMicro(), StampN: 2}},
+		{"c", Position{Stamp: s1.UnixMicro(), StampN: 1}},
+	}
+	if len(out.lines) != len(want) {
+		t.Fatalf("delivered %d lines, want %d", len(out.lines), len(want))
+	}
+	for i, w := range want {
+		l := out.lines[i]
+		if string(l.Text[len(l.Text)-1:]) != w.text || l.Pos != w.pos {
+			t.Errorf("line %d = %q at %+v, want %q at %+v", i, l.Text, l.Pos, w.text, w.pos)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(state, "since"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(string(b)), "--since="+sinceArg(s.Add(-5*time.Second).UnixMicro()); got != want {
+		t.Errorf("journalctl %s, want %s", got, want)
+	}
+	if sp := j.StartPosition(); sp != resume {
+		t.Errorf("start position %+v, want the resume point %+v", sp, resume)
+	}
+}

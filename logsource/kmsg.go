@@ -26,6 +26,12 @@ type KmsgOptions struct {
 	// MaxAge bounds what a resume delivers: a record that arrived longer
 	// ago is skipped, never delivered. Default DefaultResumeMaxAge.
 	MaxAge time.Duration
+	// Prime, when positive, has a resume deliver again the records that
+	// arrived within Prime before the resume point (and within MaxAge of
+	// now), before the records after it. Their Position is at or before
+	// Resume: a consumer that rebuilds state from them (the daemon's
+	// partial knock sequences) tells them apart that way. 0: none.
+	Prime time.Duration
 	// BootIDPath is read for the running boot's id; default
 	// DefaultBootIDPath.
 	BootIDPath string
@@ -72,6 +78,11 @@ const DefaultResumeMaxAge = 70 * time.Second
 // record. Every delivered line carries its Position (Boot, Seq, and
 // Stamp = Received in unix microseconds).
 //
+// With KmsgOptions.Prime, a resume first delivers again the records
+// handled before the restart that arrived within Prime before the resume
+// point (positions at or before it): the daemon rebuilds from them the
+// knock sequences the restart cut in two.
+//
 // Run may be called again after it returned, not concurrently; it
 // resumes after the last record delivered.
 type Kmsg struct {
@@ -102,12 +113,14 @@ type Kmsg struct {
 	offset  int64
 	tooOld  uint64 // records skipped by age in this backlog
 	again   uint64 // records delivered in this backlog
+	primed  uint64 // records delivered again to prime the consumer
+	prime   time.Duration
 }
 
 // NewKmsg returns a /dev/kmsg source.
 func NewKmsg(opts KmsgOptions) *Kmsg {
 	k := &Kmsg{path: opts.Path, bootPath: opts.BootIDPath, now: nowFunc(opts.Now), log: opts.Logger,
-		mono: monotonicMicros, maxAge: opts.MaxAge, pos: opts.Resume}
+		mono: monotonicMicros, maxAge: opts.MaxAge, pos: opts.Resume, prime: opts.Prime}
 	if k.path == "" {
 		k.path = DefaultKmsgPath
 	}
@@ -264,16 +277,37 @@ func (k *Kmsg) startBacklog(monoNow int64, wallNow time.Time) {
 	k.skipTo = k.pos.Seq
 	k.haveSeq, k.lastSeq = true, k.pos.Seq
 	k.offset = wallNow.UnixMicro() - monoNow
-	k.tooOld, k.again = 0, 0
+	k.tooOld, k.again, k.primed = 0, 0, 0
 }
 
 // endBacklog reports what the resume skipped; the live records that
 // follow keep counting gaps from the last record read.
 func (k *Kmsg) endBacklog() {
 	k.log.Info("kernel log resumed after the last record handled", "path", k.path, "after_seq", k.skipTo,
-		"delivered", k.again, "too_old", k.tooOld, "max_age", k.maxAge.String())
+		"delivered", k.again, "too_old", k.tooOld, "max_age", k.maxAge.String(), "primed", k.primed)
 	k.backlog = false
 	k.resumed = true
+}
+
+// primeRecord delivers again a record handled before the restart when it
+// arrived within Prime before the resume point (dated with the offset
+// from CLOCK_MONOTONIC, as the resume point dates only what follows it).
+// Its Position is at or before KmsgOptions.Resume: the consumer knows it
+// for what it is.
+func (k *Kmsg) primeRecord(line []byte, seq, ts uint64, now time.Time, emit func(Line)) {
+	if k.prime <= 0 || k.pos.Stamp == 0 || k.boot == "" {
+		return
+	}
+	received := time.UnixMicro(k.offset + int64(ts))
+	if received.After(now) {
+		received = now
+	}
+	if received.UnixMicro() < k.pos.Stamp-k.prime.Microseconds() || now.Sub(received) > k.maxAge {
+		return
+	}
+	k.primed++
+	k.c.lines.Add(1)
+	emit(Line{Text: line, Received: received, Pos: Position{Boot: k.boot, Seq: seq, Stamp: received.UnixMicro()}})
 }
 
 func (k *Kmsg) record(rec []byte, emit func(Line)) {
@@ -290,6 +324,7 @@ func (k *Kmsg) record(rec []byte, emit func(Line)) {
 			if seq == k.skipTo && k.pos.Stamp != 0 {
 				k.offset = k.pos.Stamp - int64(ts)
 			}
+			k.primeRecord(line, seq, ts, now, emit)
 			return
 		}
 		received = time.UnixMicro(k.offset + int64(ts))

@@ -1,9 +1,11 @@
 package logsource
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -272,5 +274,49 @@ func TestKmsgResumeFollowsLastDelivered(t *testing.T) {
 	resumeRun(t, k, 1000e6, T.Add(time.Second), []any{"4,5,999000000,-;a\n", "4,6,999900000,-;b\n"}, nil)
 	if k.lastSeq != 6 || k.Stats().Lines != 2 {
 		t.Fatalf("second run: last seq %d, stats %+v; want record 6 only", k.lastSeq, k.Stats())
+	}
+}
+
+// TestKmsgResumePrime: with Prime, the records handled before the restart
+// that arrived within Prime before the resume point come again first,
+// their positions at or before it, then the new ones.
+func TestKmsgResumePrime(t *testing.T) {
+	T := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	const mono = int64(1000e6)
+	resume := Position{Boot: "boot-a", Seq: 11, Stamp: T.Add(-time.Second).UnixMicro()}
+	backlog := []any{
+		"4,9,990000000,-;10s before\n",
+		"4,10,996000000,-;4s before\n",
+		"4,11,999000000,-;the resume point\n",
+		"4,12,999500000,-;new\n",
+	}
+	cases := []struct {
+		name  string
+		prime time.Duration
+		want  []string
+	}{
+		{"no prime", 0, []string{"new"}},
+		{"prime 5s", 5 * time.Second, []string{"4s before", "the resume point", "new"}},
+		{"prime 20s, bounded by MaxAge 8s", 20 * time.Second, []string{"4s before", "the resume point", "new"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k := NewKmsg(KmsgOptions{Resume: resume, Prime: tc.prime, MaxAge: 8 * time.Second, Now: func() time.Time { return T }})
+			got := resumeRun(t, k, mono, T, backlog, nil)
+			var texts []string
+			for _, l := range got {
+				texts = append(texts, string(l.Text[bytes.IndexByte(l.Text, ';')+1:]))
+				_, seq, _ := kmsgRecord(l.Text)
+				if (seq <= resume.Seq) != (l.Pos.Seq <= resume.Seq) || l.Pos.Seq != seq || l.Pos.Boot != "boot-a" {
+					t.Errorf("%q position %+v", l.Text, l.Pos)
+				}
+			}
+			if strings.Join(texts, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("delivered %q, want %q", texts, tc.want)
+			}
+			if k.lastSeq != 12 || k.pos.Seq != 12 || k.Stats().Lost != 0 {
+				t.Fatalf("after the resume: last seq %d, position %+v, stats %+v", k.lastSeq, k.pos, k.Stats())
+			}
+		})
 	}
 }
