@@ -8,8 +8,9 @@ import "net/netip"
 // compared with the word the kernel prints there, and each value read by
 // the same reader as in fieldReader.value. It gives up (false) at the
 // first byte that differs, without touching st, and fieldReader.read then
-// reads the line token by token; for a line readCommon accepts, both
-// give the same fields, the same seen keys and no error.
+// reads the line with readTokens; for a line readCommon accepts, both
+// give the same fields, the same seen keys and no error
+// (TestReadCommonMatchesTokens).
 
 // kword is "KEY=" (or "KEY " for a bare word) as a word to compare with
 // the next bytes of the line.
