@@ -107,6 +107,11 @@ type Daemon struct {
 	savedPos logsource.Position
 	posSeen  bool // a line of this run set pos
 
+	// priming: the source delivers again the lines up to resumedAt (the
+	// restored position) first; see prime. Pipeline goroutine only.
+	priming   bool
+	resumedAt logsource.Position
+
 	stateBroken atomic.Bool // the last state write failed
 	stopping    atomic.Bool // shutdown began without the source: drop lines
 
@@ -442,6 +447,8 @@ func (d *Daemon) restoreState() (State, error) {
 	d.posMu.Lock()
 	d.pos, d.savedPos = st.Position, st.Position
 	d.posMu.Unlock()
+	d.resumedAt = st.Position
+	d.priming = st.Position.Path == "" && st.Position != (logsource.Position{})
 	d.sw.View(func(s *State) {
 		s.Version = StateVersion
 		s.Grants = st.Grants
@@ -580,11 +587,83 @@ func (d *Daemon) handleLine(l logsource.Line) {
 	if d.stopping.Load() {
 		return
 	}
+	if d.priming {
+		if primes(l.Pos, d.resumedAt) {
+			d.prime(l)
+			return
+		}
+		d.priming = false
+	}
 	inc(&d.ctr.lines)
 	d.process(l)
 	// The position moves past the line only once it has been handled, so
 	// a crash never skips a knock that was still being decided.
 	d.notePos(l.Pos)
+}
+
+// primes reports whether a line at p is at or before the resume point r
+// of a kmsg or journald source: a line handled before the restart, which
+// the source delivers again (logsource.KmsgOptions.Prime) so that a knock
+// whose eight lines straddle the restart is assembled whole.
+func primes(p, r logsource.Position) bool {
+	switch {
+	case p.Path != "" || r.Path != "":
+		return false
+	case p.Boot != "" && p.Boot == r.Boot:
+		return p.Seq <= r.Seq
+	case p.Boot == "" && r.Boot == "" && p.Stamp != 0 && r.Stamp != 0:
+		return p.Stamp < r.Stamp || p.Stamp == r.Stamp && p.StampN <= r.StampN
+	}
+	return false
+}
+
+// prime feeds a line handled before the restart to the assembler only,
+// to rebuild the partial sequences the restart lost. A candidate it
+// completes was decided before the restart: it is never decided again
+// (no opening, no rejection, no failure counted). Only an acceptance is
+// mirrored, so that the assembler forgets that sequence's hits as it did
+// then: the replay cache (restored) says which block was accepted.
+func (d *Daemon) prime(l logsource.Line) {
+	h := &d.hit
+	if logparse.Parse(l.Text, h) != nil {
+		return
+	}
+	s := d.cur.Load()
+	proto, ok := d.knockHit(s, h)
+	if !ok || l.Received.IsZero() {
+		return
+	}
+	res, err := d.asm.Add(knock.Hit{Src: h.Src, Proto: proto, SrcPort: h.SrcPort, DstPort: h.DstPort, Time: l.Received})
+	if err != nil || res.Outcome != knock.Candidate {
+		return
+	}
+	block := res.Candidate
+	accepted := false
+	s.decoder.Decode(block, l.Received, func(m cipher.Match) bool {
+		accepted = d.replay.Seen(m.Name, block, l.Received)
+		return accepted
+	})
+	if accepted {
+		d.asm.Accept(h.Src.Unmap())
+	}
+}
+
+// knockHit reports whether h is a knock (in the knock ports, with the
+// configured flags or UDP) and its protocol.
+func (d *Daemon) knockHit(s *settings, h *logparse.Hit) (knock.Proto, bool) {
+	if !strings.HasPrefix(h.Prefix, s.prefix) || h.DstPort < s.base || int(h.DstPort) > int(s.base)+255 {
+		return 0, false
+	}
+	switch h.Proto {
+	case logparse.ProtoTCP:
+		if h.Flags&s.set != s.set || h.Flags&s.clear != 0 {
+			return 0, false
+		}
+		return knock.TCP, true
+	case logparse.ProtoUDP:
+		return knock.UDP, s.udp
+	}
+	return 0, false
 }
 
 func (d *Daemon) process(l logsource.Line) {
@@ -608,22 +687,8 @@ func (d *Daemon) process(l logsource.Line) {
 	if d.doors != nil && d.doors.HandleHit(context.Background(), h, now) {
 		return
 	}
-	if h.DstPort < s.base || int(h.DstPort) > int(s.base)+255 {
-		return
-	}
-	var proto knock.Proto
-	switch h.Proto {
-	case logparse.ProtoTCP:
-		if h.Flags&s.set != s.set || h.Flags&s.clear != 0 {
-			return
-		}
-		proto = knock.TCP
-	case logparse.ProtoUDP:
-		if !s.udp {
-			return
-		}
-		proto = knock.UDP
-	default:
+	proto, ok := d.knockHit(s, h)
+	if !ok {
 		return
 	}
 	inc(&d.ctr.hits)

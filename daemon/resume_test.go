@@ -207,3 +207,145 @@ func TestStartPositionSaved(t *testing.T) {
 		}
 	})
 }
+
+// kpos is the position of kmsg record seq of one boot.
+func kpos(seq uint64) logsource.Position {
+	return logsource.Position{Boot: "boot-1", Seq: seq, Stamp: t0.UnixMicro() + int64(seq)}
+}
+
+// savePos writes the daemon's log position to its state file now.
+func (h *harness) savePos() {
+	h.t.Helper()
+	h.d.savePosition()
+	if err := h.d.sw.Flush(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// TestStraddlingKnock: four hits of a knock are handled, the daemon
+// stops (its position saved past them), the other four arrive while it
+// is down. The source delivers the handled lines again (primes) before
+// the new ones: the knock is assembled whole and opens, once.
+func TestStraddlingKnock(t *testing.T) {
+	for _, prime := range []bool{true, false} {
+		t.Run(map[bool]string{true: "primed", false: "without the primes"}[prime], func(t *testing.T) {
+			dir := t.TempDir()
+			clk := clock.NewFake(t0)
+			h := newHarness(t, dir, nil, clk)
+			seq := h.sequence(h.keys[alice], "203.0.113.9", cipher.Request{Port: 22, Time: 5})
+			for i, l := range seq[:4] {
+				h.feedAt(l, t0, kpos(uint64(i+1)))
+			}
+			h.savePos()
+			h.d.grants.Stop()
+			clk.Advance(2 * time.Second)
+			h2 := newHarness(t, dir, nil, clk)
+			if !h2.d.priming || h2.d.resumedAt != kpos(4) {
+				t.Fatalf("restored: priming %v at %+v", h2.d.priming, h2.d.resumedAt)
+			}
+			if prime {
+				for i, l := range seq[:4] {
+					h2.feedAt(l, t0, kpos(uint64(i+1)))
+				}
+			}
+			for i, l := range seq[4:] {
+				h2.feedAt(l, t0.Add(time.Second), kpos(uint64(i+5)))
+			}
+			if !prime {
+				h2.wantOpen()
+				return
+			}
+			h2.wantOpen("203.0.113.9 tcp/22")
+			if n := h2.log.count("event=accepted"); n != 1 {
+				t.Errorf("accepted %d times, want once:\n%s", n, h2.log)
+			}
+			if h2.d.priming {
+				t.Error("still priming after a line past the resume point")
+			}
+			if h2.d.pos != kpos(8) {
+				t.Errorf("position %+v, want the last new line's", h2.d.pos)
+			}
+		})
+	}
+}
+
+// TestPrimesAreNeverDecided: sequences decided before the restart and
+// delivered again as primes are not decided again: an accepted one is not
+// accepted (nor refused as a replay), a refused one is not refused or
+// counted again. The accepted one's hits are forgotten as they were then,
+// so they spoil no candidate of the next knock.
+func TestPrimesAreNeverDecided(t *testing.T) {
+	dir := t.TempDir()
+	clk := clock.NewFake(t0)
+	be := newFakeBackend()
+	h := newHarness(t, dir, be, clk)
+	good := h.sequence(h.keys[alice], "203.0.113.9", cipher.Request{Port: 22, Time: 5})
+	var bad []string
+	for i := range 8 {
+		h.sport++
+		bad = append(bad, line("203.0.113.7", "TCP", h.sport, uint16(800+i), "SYN"))
+	}
+	var n uint64
+	for _, l := range append(append([]string(nil), good...), bad...) {
+		n++
+		h.feedAt(l, t0, kpos(n))
+	}
+	h.wantOpen("203.0.113.9 tcp/22")
+	if h.log.count("event=rejected", "src=203.0.113.7") != 1 {
+		t.Fatalf("the bad sequence was not refused once:\n%s", h.log)
+	}
+	h.savePos()
+	h.d.grants.Stop()
+	clk.Advance(2 * time.Second)
+	h2 := newHarness(t, dir, be, clk)
+	n = 0
+	for _, l := range append(append([]string(nil), good...), bad...) {
+		n++
+		h2.feedAt(l, t0, kpos(n))
+	}
+	if c := h2.log.count("event=accepted") + h2.log.count("event=rejected"); c != 0 {
+		t.Fatalf("primes were decided again:\n%s", h2.log)
+	}
+	if got := h2.d.ctr.rejected[rCheck].Load() + h2.d.ctr.candidates.Load(); got != 0 {
+		t.Fatalf("primes counted: %d", got)
+	}
+	// The next knock of the same source: no candidate mixes its hits
+	// with the accepted sequence's.
+	for i, l := range h2.sequence(h2.keys[alice], "203.0.113.9", cipher.Request{Port: 8000, Time: 5}) {
+		h2.feedAt(l, clk.Now(), kpos(n+uint64(i)+1))
+	}
+	h2.wantOpen("203.0.113.9 tcp/22", "203.0.113.9 tcp/8000")
+	if c := h2.log.count("event=rejected"); c != 0 {
+		t.Fatalf("the next knock was spoilt by the primed hits:\n%s", h2.log)
+	}
+}
+
+func TestPrimes(t *testing.T) {
+	k := func(boot string, seq uint64) logsource.Position { return logsource.Position{Boot: boot, Seq: seq} }
+	j := func(stamp int64, n int) logsource.Position { return logsource.Position{Stamp: stamp, StampN: n} }
+	cases := []struct {
+		name string
+		p, r logsource.Position
+		want bool
+	}{
+		{"kmsg before", k("a", 3), k("a", 4), true},
+		{"kmsg at", k("a", 4), k("a", 4), true},
+		{"kmsg after", k("a", 5), k("a", 4), false},
+		{"kmsg of another boot", k("b", 3), k("a", 4), false},
+		{"journald earlier stamp", j(10, 5), j(11, 1), true},
+		{"journald same stamp, handled", j(11, 1), j(11, 1), true},
+		{"journald same stamp, new", j(11, 2), j(11, 1), false},
+		{"journald later stamp", j(12, 1), j(11, 1), false},
+		{"a file", logsource.Position{Path: "/x", Offset: 1}, logsource.Position{Path: "/x", Offset: 2}, false},
+		{"no position", logsource.Position{}, k("a", 4), false},
+		{"kmsg against journald", k("a", 3), j(11, 1), false},
+		{"journald against kmsg", logsource.Position{Stamp: 5, StampN: 1}, logsource.Position{Boot: "a", Seq: 9, Stamp: 9}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := primes(tc.p, tc.r); got != tc.want {
+				t.Fatalf("primes(%+v, %+v) = %v, want %v", tc.p, tc.r, got, tc.want)
+			}
+		})
+	}
+}

@@ -28,6 +28,23 @@ type SourceOptions struct {
 	// resumes: older lines are skipped. 0 means
 	// logsource.DefaultResumeMaxAge; ResumeMaxAge derives it from [knock].
 	MaxAge time.Duration
+	// Prime is how far before the saved position a kmsg or journald
+	// source delivers the lines handled before the restart again, so
+	// that the daemon rebuilds the partial knock sequences (see
+	// Daemon.prime). 0 means DefaultPrime; negative, none. ResumePrime
+	// derives it from [knock].
+	Prime time.Duration
+}
+
+// DefaultPrime is the default sequence_timeout: a knock's hits are live
+// that long.
+const DefaultPrime = 10 * time.Second
+
+// ResumePrime is how far before the saved position a restarted daemon
+// looks for the first hits of a knock that straddles the restart: its
+// hits are live for sequence_timeout.
+func ResumePrime(k config.Knock) time.Duration {
+	return k.SequenceTimeout.Duration
 }
 
 // ResumeMaxAge is how old a knock read after a restart may be: a timed
@@ -45,6 +62,11 @@ func ResumeMaxAge(k config.Knock) time.Duration {
 // Otherwise a source starts at the newest record.
 func OpenSourceOpts(c config.Source, resume logsource.Position, opts SourceOptions) (logsource.Source, error) {
 	log := opts.Logger
+	prime := opts.Prime
+	if prime == 0 {
+		prime = DefaultPrime
+	}
+	prime = max(prime, 0)
 	fileResume := func(path string) logsource.Position {
 		if resume.Path != "" && resume.Path == path {
 			return resume
@@ -52,14 +74,14 @@ func OpenSourceOpts(c config.Source, resume logsource.Position, opts SourceOptio
 		return logsource.Position{}
 	}
 	kmsgOpts := func(path string) logsource.KmsgOptions {
-		ko := logsource.KmsgOptions{Path: path, Logger: log, MaxAge: opts.MaxAge}
+		ko := logsource.KmsgOptions{Path: path, Logger: log, MaxAge: opts.MaxAge, Prime: prime}
 		if resume.Boot != "" && resume.Path == "" {
 			ko.Resume = resume
 		}
 		return ko
 	}
 	journaldOpts := func(cmd string) logsource.JournaldOptions {
-		jo := logsource.JournaldOptions{Command: cmd, Logger: log, MaxAge: opts.MaxAge}
+		jo := logsource.JournaldOptions{Command: cmd, Logger: log, MaxAge: opts.MaxAge, Prime: prime}
 		if resume.Stamp != 0 && resume.Boot == "" && resume.Path == "" {
 			jo.Resume = resume
 		}
