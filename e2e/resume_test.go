@@ -105,3 +105,51 @@ func resumeFlow(t *testing.T, w *world, stop string, within time.Duration, start
 		t.Errorf("the second restart handled %d knocks again:\n%s", n, d3.Tail(40))
 	}
 }
+
+// TestResumeStraddlingKnock: a knock whose first four hits the daemon
+// handled before it stopped and whose last four came while it was down
+// opens after the restart: the restarted daemon reads the lines of the
+// last sequence_timeout before its saved position again, only to rebuild
+// the partial sequence.
+func TestResumeStraddlingKnock(t *testing.T) {
+	t.Parallel()
+	for _, src := range []string{"kmsg", "journald"} {
+		t.Run(src, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, opts{})
+			conf := w.writeConfig(conf{source: src})
+			start := func() *daemonProc { return w.startDaemon(conf, nil) }
+			// How long until the daemon has handled a line the kernel
+			// logged (journald hands them on in batches).
+			settle := 300 * time.Millisecond
+			if src == "journald" {
+				in := startJournald(t, w)
+				start = func() *daemonProc { return w.startDaemonWrapped(in, conf, nil) }
+				settle = 1500 * time.Millisecond
+			}
+			c := w.net.Client
+			srv := c.ServerIP4
+			d := start()
+			ports := w.sequence(c, w.clientKey, portB, 5, time.Now())
+			w.knockdKnock(c, srv, ports[:4], false)
+			time.Sleep(settle)
+			d.Stop() // saves the position past the four hits
+			w.knockdKnock(c, srv, ports[4:], false)
+			time.Sleep(500 * time.Millisecond)
+			expectClosed(t, c, srv, portB, "port B while the daemon is down")
+
+			d2 := start()
+			expectOpenWithin(t, c, srv, portB, 3*time.Second, "port B, knocked across the restart")
+			d2.WaitEvent(0, 5*time.Second, map[string]string{"event": "accepted", "port": strconv.Itoa(int(portB))})
+			if n := d.Count(map[string]string{"event": "rejected"}) + d2.Count(map[string]string{"event": "rejected"}); n != 0 {
+				t.Errorf("%d rejections: a part of the knock was decided on its own", n)
+			}
+			if src == "kmsg" {
+				ev := d2.WaitEvent(0, time.Second, map[string]string{"msg": "kernel log resumed after the last record handled"})
+				if n, _ := strconv.Atoi(ev.Get("primed")); n < 4 {
+					t.Errorf("resume primed %d records, want at least the four knocks handled before the stop", n)
+				}
+			}
+		})
+	}
+}
