@@ -174,7 +174,7 @@ func TestLiveCapture(t *testing.T) {
 
 	// /dev/kmsg: the records that arrived since the seek
 	seen := map[string]bool{}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	buf := make([]byte, 8192)
 	for len(seen) < len(cases) && time.Now().Before(deadline) {
 		k, err := kmsg.Read(buf)
@@ -562,10 +562,10 @@ func startRsyslog(t *testing.T, tag string) *rsyslog {
 }
 
 // wait reads the three files until each holds every case (and the forged
-// lines), for at most five seconds.
+// lines), for at most fifteen seconds.
 func (r *rsyslog) wait(t *testing.T, cases int) []rsFile {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		complete := true
 		for i := range r.files {
