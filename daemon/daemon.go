@@ -592,7 +592,9 @@ func (d *Daemon) handleLine(l logsource.Line) {
 			d.prime(l)
 			return
 		}
-		d.priming = false
+		// The first line past the resume point ends the primes (a line
+		// without a position says nothing about where the source is).
+		d.priming = l.Pos == (logsource.Position{})
 	}
 	inc(&d.ctr.lines)
 	d.process(l)

@@ -349,3 +349,22 @@ func TestPrimes(t *testing.T) {
 		})
 	}
 }
+
+// TestPrimingOutlivesALineWithoutPosition: a line without a position
+// (journalctl output without a stamp) among the primes does not end them.
+func TestPrimingOutlivesALineWithoutPosition(t *testing.T) {
+	h := newHarness(t, "", nil, nil)
+	h.d.priming, h.d.resumedAt = true, kpos(5)
+	h.feedAt("-- a line of no position --", t0, logsource.Position{})
+	if !h.d.priming {
+		t.Fatal("a line without a position ended the primes")
+	}
+	h.feedAt("6,4,1,-;x", t0, kpos(4))
+	if !h.d.priming || h.d.ctr.lines.Load() != 1 {
+		t.Fatalf("a prime ended the primes or was counted: priming %v, lines %d", h.d.priming, h.d.ctr.lines.Load())
+	}
+	h.feedAt("6,6,1,-;x", t0, kpos(6))
+	if h.d.priming {
+		t.Fatal("a line past the resume point did not end the primes")
+	}
+}
