@@ -587,20 +587,29 @@ func (d *Daemon) handleLine(l logsource.Line) {
 	if d.stopping.Load() {
 		return
 	}
-	if d.priming {
-		if primes(l.Pos, d.resumedAt) {
-			d.prime(l)
-			return
-		}
-		// The first line past the resume point ends the primes (a line
-		// without a position says nothing about where the source is).
-		d.priming = l.Pos == (logsource.Position{})
+	if d.priming && d.primed(l) {
+		return
 	}
 	inc(&d.ctr.lines)
 	d.process(l)
 	// The position moves past the line only once it has been handled, so
 	// a crash never skips a knock that was still being decided.
 	d.notePos(l.Pos)
+}
+
+// primed hands l to prime when it is at or before the resume point, and
+// reports whether it did. The first line past the resume point ends the
+// primes (a line without a position says nothing about where the source
+// is).
+//
+//go:noinline
+func (d *Daemon) primed(l logsource.Line) bool {
+	if primes(l.Pos, d.resumedAt) {
+		d.prime(l)
+		return true
+	}
+	d.priming = l.Pos == (logsource.Position{})
+	return false
 }
 
 // primes reports whether a line at p is at or before the resume point r
@@ -631,8 +640,11 @@ func (d *Daemon) prime(l logsource.Line) {
 		return
 	}
 	s := d.cur.Load()
-	proto, ok := d.knockHit(s, h)
-	if !ok || l.Received.IsZero() {
+	if !strings.HasPrefix(h.Prefix, s.prefix) || l.Received.IsZero() {
+		return
+	}
+	proto, ok := knockHit(s, h)
+	if !ok {
 		return
 	}
 	res, err := d.asm.Add(knock.Hit{Src: h.Src, Proto: proto, SrcPort: h.SrcPort, DstPort: h.DstPort, Time: l.Received})
@@ -650,10 +662,11 @@ func (d *Daemon) prime(l logsource.Line) {
 	}
 }
 
-// knockHit reports whether h is a knock (in the knock ports, with the
-// configured flags or UDP) and its protocol.
-func (d *Daemon) knockHit(s *settings, h *logparse.Hit) (knock.Proto, bool) {
-	if !strings.HasPrefix(h.Prefix, s.prefix) || h.DstPort < s.base || int(h.DstPort) > int(s.base)+255 {
+// knockHit reports whether h, a hit under the configured prefix, is a
+// knock (in the knock ports, with the configured flags, or UDP when
+// allowed) and its protocol.
+func knockHit(s *settings, h *logparse.Hit) (knock.Proto, bool) {
+	if h.DstPort < s.base || int(h.DstPort) > int(s.base)+255 {
 		return 0, false
 	}
 	switch h.Proto {
@@ -689,7 +702,7 @@ func (d *Daemon) process(l logsource.Line) {
 	if d.doors != nil && d.doors.HandleHit(context.Background(), h, now) {
 		return
 	}
-	proto, ok := d.knockHit(s, h)
+	proto, ok := knockHit(s, h)
 	if !ok {
 		return
 	}
