@@ -316,10 +316,18 @@ func (e *env) runCmd(c *cli.Context) error {
 		return err
 	}
 	src := cfg.Source
+	// A kmsg or journald source resumes after a restart only as far back
+	// as a knock can still be valid, and re-reads one sequence_timeout
+	// before its saved position to rebuild knocks cut by the restart.
+	srcOpts := daemon.SourceOptions{
+		Logger: log, Stdin: e.stdin,
+		MaxAge: daemon.ResumeMaxAge(cfg.Knock),
+		Prime:  daemon.ResumePrime(cfg.Knock),
+	}
 	d, err := daemon.New(daemon.Options{
 		Config: cfg, Keys: keys, Backend: be, Logger: log, LogLevel: level,
 		OpenSource: func(resume daemonPosition) (daemonSource, error) {
-			s, err := daemon.OpenSource(src, resume, log, e.stdin)
+			s, err := daemon.OpenSourceOpts(src, resume, srcOpts)
 			if err != nil {
 				return nil, fail(exitRuntime, err, "check [source] in the config, or pass --source and --path")
 			}
