@@ -252,6 +252,8 @@ func main() {
 	rows = append(rows,
 		row{figure: "Go: logparse.Parse over the mix, CPU ns/line (vs splitting lines)", ours: g(pm, "cpu-ns/line"), ratio: g(pm, "x-split"), baseName: "bytes.IndexByte line split",
 			target: "(report)", unit: "", whyOurs: notRun(pm), whyBase: ""},
+		row{figure: "   the same in lines/s (CPU), vs reading and splitting the file", ours: g(pm, "cpu-lines/s"), base: g(pm, "file-lines/s"), baseName: "bufio.Reader over the file",
+			target: "(report)", unit: "lines/s", whyOurs: notRun(pm), whyBase: notRun(pm)},
 		row{figure: "Go: logparse.Parse one IPv4 hit, ns/op", ours: g(pc, "ns/op"), target: "(report)", unit: "ns", whyOurs: notRun(pc)},
 		row{figure: "   Parse allocs/op (mix; one hit)", ours: g(pm, "allocs/op"), base: g(pc, "allocs/op"), baseName: "one-hit case", target: "0", check: func(o, r float64) bool { return o == 0 }, unit: "", whyOurs: notRun(pm), whyBase: notRun(pc)},
 		row{figure: "Go: knock assembler Add (hot source), ns/op", ours: g(ah, "ns/op"), base: g(ah, "baseline-ns/hit"), baseName: "map update per hit",
