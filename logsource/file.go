@@ -215,7 +215,7 @@ type File struct {
 	lookSeq              atomic.Uint64 // numbers the looks at the path, in order
 	pathMu               sync.Mutex
 	newestDev, newestIno uint64 // the newest file opened from the path
-	newestSeq            uint64 // lookSeq of the look that found it
+	newestFrom, newestTo uint64 // lookSeq before and after the look that opened it
 	haveNewest, missing  bool
 	incoming             []*tracked       // opened by lookPath, not yet queued
 	seen                 map[fileKey]bool // files at the path or among its siblings the source knows of
@@ -863,7 +863,7 @@ func (s *File) truncated(ctx context.Context, t *tracked, emit func(Line), why s
 // path and was deleted meanwhile never opened.) A file once open stays
 // readable whatever happens to its name.
 func (s *File) lookPath() {
-	seq := s.lookSeq.Add(1)
+	from := s.lookSeq.Add(1)
 	fi, err := os.Stat(s.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -884,17 +884,40 @@ func (s *File) lookPath() {
 		}
 		return
 	}
+	to := s.lookSeq.Add(1)
 	s.noteMissing(false)
 	t.seek(0)
 	t.noteHead()
 	s.pathMu.Lock()
 	defer s.pathMu.Unlock()
 	k := fileKey{t.dev, t.ino}
-	if (s.haveNewest && t.dev == s.newestDev && t.ino == s.newestIno) || (seq < s.newestSeq && s.seen[k]) {
+	if s.haveNewest && t.dev == s.newestDev && t.ino == s.newestIno {
 		t.close()
 		return
 	}
-	if seq < s.newestSeq {
+	older := false // t held the path before the newest file handed over
+	if s.haveNewest {
+		switch {
+		case to < s.newestFrom:
+			older = true // this look ended before that one began
+		case from > s.newestTo:
+			// this look began after that one ended: t is newer
+		default:
+			// The two looks overlapped (one goroutine was preempted in
+			// the middle of its look): the file at the path now, if it
+			// is one of the two, is the newer. Taking a newer file for
+			// an older one would close it while its writer still writes.
+			if fi, err := os.Stat(s.path); err == nil {
+				dev, ino := fileID(fi)
+				older = dev == s.newestDev && ino == s.newestIno
+			}
+		}
+	}
+	if older && s.seen[k] {
+		t.close()
+		return
+	}
+	if older {
 		// The other goroutine handed over a newer file while this one
 		// was opening t, which held the path before it.
 		t.late = true
@@ -909,7 +932,7 @@ func (s *File) lookPath() {
 	}
 	s.seen[k] = true
 	s.log.Debug("new file at the path", "path", s.path, "inode", t.ino, "head_bytes", t.headn)
-	s.newestDev, s.newestIno, s.newestSeq, s.haveNewest = t.dev, t.ino, seq, true
+	s.newestDev, s.newestIno, s.newestFrom, s.newestTo, s.haveNewest = t.dev, t.ino, from, to, true
 	s.incoming = append(s.incoming, t)
 }
 
