@@ -806,36 +806,29 @@ func (s *File) truncated(ctx context.Context, t *tracked, emit func(Line), why s
 	if t.fpn > 0 || t.headn > 0 {
 		if c := s.findCopy(t); c != nil {
 			copied = true
-			s.log.Info("reading the rest of the copytruncate copy", "path", c.name, "offset", off)
 			s.pathMu.Lock()
 			s.seen[fileKey{c.dev, c.ino}] = true
 			s.pathMu.Unlock()
-			// The copy holds the same bytes up to off: it goes on from
-			// the line the tail was in.
-			c.lb = newLineBuf(s.opts.MaxLine, off)
-			c.lb.skipping = t.skipLine
-			c.fp, c.fpn, c.recovery = t.fp, t.fpn, true
-			s.readSelf(ctx, c, emit)
-			if c.lb.pending() {
-				s.c.dropped.Add(1)
-			}
+			s.readCopyRest(ctx, t, c, emit)
 			c.close()
 		}
 	}
-	if !copied && (t.seen > t.off || t.skipLine) {
-		s.c.dropped.Add(1) // an incomplete line was waiting for its end
-	}
-	// Copies of content written after the copy above and truncated away
-	// before the source looked (copytruncate twice between two looks) are
-	// siblings it never saw: read them whole, oldest first.
+	// Siblings the source never saw: the copy findCopy missed (renamed
+	// by the next rotation while it listed the directory), and copies of
+	// content written after it and truncated away before the source
+	// looked (copytruncate twice between two looks). Oldest first.
 	s.pathMu.Lock()
 	missed := s.scanMissed(fileKey{t.dev, t.ino})
 	s.pathMu.Unlock()
 	for _, u := range missed {
-		// Not copies of what the source read (t's head), nor of what the
-		// file holds now: a copytruncate of it in progress, whose
-		// content the source is about to read from the file itself.
-		if !sameHead(u, t) && !sameStart(u.f, t.f) {
+		switch {
+		case !copied && (t.fpn > 0 || t.headn > 0) && isCopyOf(u, t):
+			copied = true
+			s.readCopyRest(ctx, t, u, emit)
+		case !sameHead(u, t) && !sameStart(u.f, t.f):
+			// Not a copy of what the source read (t's head), nor of what
+			// the file holds now (a copytruncate of it in progress, whose
+			// content the source reads from the file itself).
 			s.c.truncations.Add(1)
 			u.lb = newLineBuf(s.opts.MaxLine, 0)
 			s.readSelf(ctx, u, emit)
@@ -845,8 +838,25 @@ func (s *File) truncated(ctx context.Context, t *tracked, emit func(Line), why s
 		}
 		u.close()
 	}
+	if !copied && (t.seen > t.off || t.skipLine) {
+		s.c.dropped.Add(1) // an incomplete line was waiting for its end
+	}
 	t.seek(0)
 	t.noteHead()
+}
+
+// readCopyRest reads c, a copytruncate copy of t's content, from t's
+// offset: it holds the same bytes up to there and goes on from the line
+// the tail was in.
+func (s *File) readCopyRest(ctx context.Context, t, c *tracked, emit func(Line)) {
+	s.log.Info("reading the rest of the copytruncate copy", "path", c.name, "offset", t.off)
+	c.lb = newLineBuf(s.opts.MaxLine, t.off)
+	c.lb.skipping = t.skipLine
+	c.fp, c.fpn, c.recovery = t.fp, t.fpn, true
+	s.readSelf(ctx, c, emit)
+	if c.lb.pending() {
+		s.c.dropped.Add(1)
+	}
 }
 
 // lookPath opens a file that took the log's path since the last look
@@ -1371,6 +1381,12 @@ func (s *File) findInode(ino uint64) string {
 	return ""
 }
 
+// isCopyOf reports whether c holds t's bytes just before t's offset and
+// at its start.
+func isCopyOf(c, t *tracked) bool {
+	return fpMatches(c.f, t.off, t.fp[:t.fpn], c.scratch[:]) && fpMatches(c.f, int64(t.headn), t.head[:t.headn], c.scratch[:])
+}
+
 // findCopy returns an open sibling (not t itself) that holds t's bytes
 // just before t's offset: a copytruncate copy.
 func (s *File) findCopy(t *tracked) *tracked {
@@ -1387,7 +1403,7 @@ func (s *File) findCopy(t *tracked) *tracked {
 		if err != nil {
 			continue
 		}
-		if fpMatches(c.f, off, t.fp[:t.fpn], c.scratch[:]) && fpMatches(c.f, int64(t.headn), t.head[:t.headn], c.scratch[:]) {
+		if isCopyOf(c, t) {
 			return c
 		}
 		c.close()
