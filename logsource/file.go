@@ -89,22 +89,29 @@ type FileOptions struct {
 //
 // Generations the supervisor never saw at the path. It can only open what
 // the path holds when it looks. The tail-based File of dbde141..07c1882
-// lost a whole generation under CPU load (2 of 30 stressed -race runs of
-// TestFileLiveRotation here): the trace of a failing run shows the lost
-// file's inode was never opened, and a runtime trace of another shows why
-// no look happened for 31 ms while that generation held the path for a
-// few: Run's thread, preempted by the kernel right after its stat, held
-// the lock the watching goroutine then waited on. The reader it was
-// reverted to has the same blind spot, it is only cheaper: run beside
-// this source under the same load (two busy loops, two test processes,
-// two CPUs), it lost lines in 4 of 150 runs of TestFileLiveRotation (two
-// rename generations, a copytruncate epoch, a delete-and-recreate
-// generation) where this one lost none in 120. So:
+// lost whole generations under CPU load (stressed runs: two busy loops,
+// two test processes, two CPUs; 3 of 60 runs of TestFileLiveRotation
+// here). Traces of failing runs showed the lost file's inode never
+// opened, and why no look happened for 10 to 30 ms while that generation
+// held the path for a few: Run's thread preempted by the kernel inside a
+// look, holding the lock the watching goroutine then waited on; change
+// notices waiting in the runtime's network poller, which a scheduler with
+// goroutines to run does not consult (sysmon does, after 10 ms); and
+// later, two looks ordered wrongly and a copytruncate copy renamed while
+// it was being looked for. The reader it had been reverted to has the
+// same blind spot, it is only cheaper: beside this source under the same
+// load it lost lines in 4 of 150 runs (two rename generations, a
+// copytruncate epoch, a delete-and-recreate generation). So:
 //
-//   - A look's stat and open take no lock; two goroutines look (the one
-//     reading inotify events, at once, and Run's, every millisecond while
-//     lines flow), so one preempted thread does not stop the other. A file
-//     once open stays readable whatever happens to its name.
+//   - A look's stat and open take no lock. Two goroutines look: the one
+//     reading the inotify events, at once (it waits in poll(2), see
+//     watch_linux.go), and Run's, every millisecond while lines flow; one
+//     preempted thread does not stop the other. A file once open stays
+//     readable whatever happens to its name. Each look is numbered before
+//     its stat and after its open: a look that ended before the newest
+//     file's look began found an older file, read next (its lines may
+//     follow some of the newer one's, none is lost); overlapping looks
+//     are ordered by what the path holds.
 //   - The source remembers every file at the path and among its rotated
 //     siblings (device and inode; a file that leaves the directory is
 //     forgotten, its inode number may be reused). Whenever the path holds
@@ -115,15 +122,24 @@ type FileOptions struct {
 //     read whole, oldest first (by mtime, then inode number), between the
 //     file it followed and the new one, its lines counted as Recovered;
 //     the rule for the old file's end applies to each in turn. A sibling
-//     that starts like the file being read, or like what the file holds
-//     now (a copytruncate copy in progress), is a copy of content the
-//     source reads anyway, not read whole.
+//     that starts like the file being read is a copy of content the
+//     source read: if it holds the bytes before the last delivered
+//     offset, it is read from there (the copy of the truncation being
+//     handled, renamed before it was found); one that starts like what
+//     the file holds now is a copytruncate in progress, read from the
+//     file itself.
 //
-// What no follower of a path can recover, and this one does not: a
-// generation deleted (or compressed away) before any look opened it, once
-// its writer closed it. Delete-and-recreate rotation under CPU starvation
-// can do that; rename rotation, logrotate's default, cannot while the
-// rotated file keeps an uncompressed rotation name (path.1, path-DATE).
+// With these rules, in the same stress (120 runs of each test, half of
+// them with -race): no line lost to rotation by rename or copytruncate,
+// none in TestFileRestartResumes or the real rsyslog+logrotate test, and
+// one loss in TestFileLiveRotation's delete-and-recreate case: two files
+// created, filled and deleted within milliseconds of the start, before
+// the first look. That is what no follower of a path can recover, and
+// this one does not: a generation deleted, compressed or renamed out of
+// the rotation names (path.N, path-DATE) before any look opened it, once
+// its writer closed it. It takes a file that holds the path for
+// milliseconds while the source gets no CPU; logrotate's rename rotation
+// keeps the rotated file under a rotation name until its next run.
 //
 // nxadm/tail and os.Exit: util.Fatal (log, then os.Exit(1)) is called in
 // four places. TailFile with ReOpen and no Follow: never, Follow is set.
