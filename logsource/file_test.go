@@ -398,6 +398,29 @@ func TestFileRotationRaces(t *testing.T) {
 			t.Fatalf("stats = %+v", st)
 		}
 	})
+	t.Run("a look overlapping the one that found the newest file: the file at the path is the newer", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "kern.log")
+		appendFile(t, path, "")
+		s := newStepper(t, path, FileOptions{})
+		appendFile(t, path, "a1\n")
+		s.expect("a1")
+		os.Rename(path, path+".1")
+		w, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		defer w.Close()
+		io.WriteString(w, "b1\n")
+		// As if the look that found the current file had been preempted
+		// across every look after it: every later look overlaps it.
+		s.src.pathMu.Lock()
+		s.src.newestFrom, s.src.newestTo = 0, 1<<62
+		s.src.pathMu.Unlock()
+		s.expect("b1")
+		io.WriteString(w, "b2\n") // the new file is not closed as an older one
+		s.expect("b2")
+		if st := s.src.Stats(); st.Rotations != 1 || st.Recovered != 0 {
+			t.Fatalf("stats = %+v", st)
+		}
+	})
 	t.Run("gone for a while, then back with the same inode", func(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "kern.log")
