@@ -12,7 +12,11 @@
 // keeps a line copies it. Received is the time the line was read, taken
 // from the injected clock, never the time stamp written in the line (syslog
 // stamps have no year and no zone, and a reader behind by minutes must not
-// age the knocks it reads late).
+// age the knocks it reads late). The one exception is a line a kmsg or
+// journald source reads again after a daemon restart (Resume): it is dated
+// when it was logged, from the record's monotonic time or the journal's
+// microsecond stamp, which both carry no such ambiguity, so that a knock
+// read late is aged by the truth.
 //
 // Lines longer than the source's maximum (1 MiB by default) are skipped
 // and counted, never fatal. Each source reports its counters through
