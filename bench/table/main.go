@@ -252,8 +252,8 @@ func main() {
 	rows = append(rows,
 		row{figure: "Go: logparse.Parse over the mix, CPU ns/line (vs splitting lines)", ours: g(pm, "cpu-ns/line"), ratio: g(pm, "x-split"), baseName: "bytes.IndexByte line split",
 			target: "(report)", unit: "", whyOurs: notRun(pm), whyBase: ""},
-		row{figure: "   the same in lines/s (CPU), vs reading and splitting the file", ours: g(pm, "cpu-lines/s"), base: g(pm, "file-lines/s"), baseName: "bufio.Reader over the file",
-			target: "(report)", unit: "lines/s", whyOurs: notRun(pm), whyBase: notRun(pm)},
+		row{figure: "   read from the file, CPU lines/s (ratio: cost over reading + splitting it)", ours: g(pm, "file-lines/s"), ratio: g(pm, "x-file-split"), baseName: "bufio.Reader over the file, lines only",
+			target: "(report)", unit: "lines/s", whyOurs: notRun(pm), whyBase: ""},
 		row{figure: "Go: logparse.Parse one IPv4 hit, ns/op", ours: g(pc, "ns/op"), target: "(report)", unit: "ns", whyOurs: notRun(pc)},
 		row{figure: "   Parse allocs/op (mix; one hit)", ours: g(pm, "allocs/op"), base: g(pc, "allocs/op"), baseName: "one-hit case", target: "0", check: func(o, r float64) bool { return o == 0 }, unit: "", whyOurs: notRun(pm), whyBase: notRun(pc)},
 		row{figure: "Go: knock assembler Add (hot source), ns/op", ours: g(ah, "ns/op"), base: g(ah, "baseline-ns/hit"), baseName: "map update per hit",
@@ -262,7 +262,7 @@ func main() {
 		row{figure: "Go: knock assembler flood 1M hits/100k sources", ours: g(fl, "hits/s"), base: g(fl, "baseline-hits/s"), baseName: "map[netip.Addr]int counting",
 			ratio: g(fl, "speed-ratio"), target: "(report)", unit: "hits/s", whyOurs: notRun(fl), whyBase: notRun(fl)},
 		row{figure: "   assembler flood heap", ours: g(fl, "heap-MB"), base: g(fl, "baseline-heap-MB"), baseName: "the counting map", target: "(report)", unit: "MB", whyOurs: notRun(fl), whyBase: notRun(fl)},
-		row{figure: "Go: parsecmd.Run vs grep -c, CPU, 200k lines", ratio: g("BenchmarkRunVsGrep", "x-grep"), baseName: "grep -c DPT=", target: ">= 0.8x", check: ratioAtLeast(0.8), onRatio: true, unit: "", whyOurs: "(ratio only)", whyBase: ""},
+		row{figure: "Go: parsecmd.Run vs grep -c, CPU, 200k lines", ratio: g("BenchmarkRunVsGrep", "x-grep"), baseName: "grep -c DPT=", target: "(report)", unit: "", whyOurs: "(ratio only)", whyBase: ""},
 	)
 	printTable(rows, *md)
 }
