@@ -714,16 +714,9 @@ func (s *File) drain(ctx context.Context, t *tracked, emit func(Line)) drainResu
 	if ctx.Err() != nil {
 		return drainStopped
 	}
-	size, err := t.size()
-	if err != nil {
-		s.transient("stat", t.name, err)
-		return drainError
-	}
-	if size < t.off {
-		return drainShrunk
-	}
-	if !fpMatches(t.f, t.off, t.fp[:t.fpn], t.scratch[:]) || !t.checkHead(size) {
-		return drainRewritten
+	size, res := s.look(t)
+	if res != drainEOF {
+		return res
 	}
 	if size-t.off > int64(maxLine(s.opts.MaxLine))+overlongSlack {
 		if err := s.cutOverlong(t, size); err != nil {
@@ -739,7 +732,7 @@ func (s *File) drain(ctx context.Context, t *tracked, emit func(Line)) drainResu
 		s.transient("read", t.name, err)
 		return drainError
 	}
-	res := s.pump(ctx, t, target, emit)
+	res = s.pump(ctx, t, target, emit)
 	if res == drainEOF {
 		t.seen = size // past t.off now only an incomplete line
 	}
@@ -1145,16 +1138,22 @@ func (s *File) notice() bool {
 // known reports whether dev, ino is a file the source holds.
 func (s *File) known(dev, ino uint64) bool {
 	is := func(t *tracked) bool { return t != nil && t.dev == dev && t.ino == ino }
-	if is(s.cur) || is(s.old) {
+	return (s.old != nil && is(s.old)) || s.anyNewer(is)
+}
+
+// anyNewer reports whether f holds for a file after old: cur, or one
+// later or queued behind it, tried in that order.
+func (s *File) anyNewer(f func(*tracked) bool) bool {
+	if s.cur != nil && f(s.cur) {
 		return true
 	}
 	for _, t := range s.later {
-		if is(t) {
+		if f(t) {
 			return true
 		}
 	}
 	for _, t := range s.queue {
-		if is(t) {
+		if f(t) {
 			return true
 		}
 	}
@@ -1193,24 +1192,10 @@ func (s *File) supervise(ctx context.Context, emit func(Line)) bool {
 // newerHadData reports whether a file after old (cur, or one queued
 // behind it) holds data.
 func (s *File) newerHadData() bool {
-	had := func(t *tracked) bool {
+	return s.anyNewer(func(t *tracked) bool {
 		size, err := t.size()
 		return t.off > 0 || (err == nil && size > 0)
-	}
-	if s.cur != nil && had(s.cur) {
-		return true
-	}
-	for _, t := range s.later {
-		if had(t) {
-			return true
-		}
-	}
-	for _, t := range s.queue {
-		if had(t) {
-			return true
-		}
-	}
-	return false
+	})
 }
 
 // step reads whatever is new and checks the path. It reports true when

@@ -145,20 +145,21 @@ func lineSpan(l *tail.Line) (start, end int64) {
 }
 
 // look checks t's file against what was delivered: not smaller than
-// t.off, and still holding the delivered bytes just before t.off.
-func (s *File) look(t *tracked) drainResult {
+// t.off, and still holding the delivered bytes just before t.off. It
+// returns the size it saw, meaningful when the result is drainEOF.
+func (s *File) look(t *tracked) (int64, drainResult) {
 	size, err := t.size()
 	if err != nil {
 		s.transient("stat", t.name, err)
-		return drainError
+		return 0, drainError
 	}
 	if size < t.off {
-		return drainShrunk
+		return size, drainShrunk
 	}
 	if !fpMatches(t.f, t.off, t.fp[:t.fpn], t.scratch[:]) || !t.checkHead(size) {
-		return drainRewritten
+		return size, drainRewritten
 	}
-	return drainEOF
+	return size, drainEOF
 }
 
 // stopGrace bounds how long pump goes on towards its target once its
@@ -243,7 +244,7 @@ func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Lin
 				// when the tail wakes (a copytruncate must be seen before
 				// the next one renames its copy).
 				s.notice()
-				if res := s.look(t); res != drainEOF {
+				if _, res := s.look(t); res != drainEOF {
 					return res
 				}
 				continue
@@ -268,7 +269,7 @@ func (s *File) pump(ctx context.Context, t *tracked, target int64, emit func(Lin
 				continue
 			case <-check.C:
 				// No line for a while: look at the file ourselves.
-				if res := s.look(t); res != drainEOF {
+				if _, res := s.look(t); res != drainEOF {
 					return res
 				}
 				if time.Now().Sub(lastProgress) >= s.stall {
@@ -318,7 +319,7 @@ func (s *File) take(t *tracked, first *tail.Line, target int64, emit func(Line))
 		// The tail started over: it saw the file shrink and reopened it
 		// at 0. A truncation if the file says so; else the lines before
 		// t.off were delivered already and the tail is put back.
-		if res := s.look(t); res != drainEOF {
+		if _, res := s.look(t); res != drainEOF {
 			return res
 		}
 		return drainResync
