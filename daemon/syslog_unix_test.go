@@ -11,19 +11,17 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/knockdaemon/knock/cipher"
 	"github.com/knockdaemon/knock/internal/clock"
-	"github.com/knockdaemon/knock/internal/netnstest"
+	"github.com/knockdaemon/knock/internal/rsyslogtest"
 )
 
 // useSyslogAt points NewLogger's syslog output at path for the test.
@@ -265,56 +263,13 @@ type rsyslog struct {
 
 func startRsyslog(t *testing.T) *rsyslog {
 	t.Helper()
-	netnstest.Require(t, "rsyslogd")
 	dir := t.TempDir()
-	r := &rsyslog{sock: filepath.Join(dir, "log"), out: filepath.Join(dir, "out.log")}
-	conf := filepath.Join(dir, "rsyslog.conf")
-	pidf := filepath.Join(dir, "rsyslogd.pid")
-	text := fmt.Sprintf(`global(workDirectory=%q)
-module(load="imuxsock" SysSock.Use="off")
-input(type="imuxsock" Socket=%q RateLimit.Interval="0")
-template(name="fields" type="string" string="%%pri%%|%%syslogfacility-text%%|%%syslogseverity-text%%|%%syslogtag%%|%%msg%%\n")
-*.* action(type="omfile" file=%q template="fields")
-`, dir, r.sock, r.out)
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("rsyslogd", "-n", "-f", conf, "-i", pidf)
-	errf, err := os.Create(filepath.Join(dir, "rsyslogd.err"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer errf.Close()
-	cmd.Stdout, cmd.Stderr = errf, errf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		netnstest.Unavailable(t, "cannot start rsyslogd: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	for range 500 {
-		if _, err := os.Stat(r.sock); err == nil {
-			return r
-		}
-		select {
-		case <-done:
-			b, _ := os.ReadFile(errf.Name())
-			t.Fatalf("rsyslogd exited: %s", b)
-		default:
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("rsyslogd made no socket within 5s")
-	return nil
+	r := &rsyslog{out: filepath.Join(dir, "out.log")}
+	srv := rsyslogtest.Start(t, dir, rsyslogtest.Options{Socket: true, Rules: fmt.Sprintf(
+		`template(name="fields" type="string" string="%%pri%%|%%syslogfacility-text%%|%%syslogseverity-text%%|%%syslogtag%%|%%msg%%\n")
+*.* action(type="omfile" file=%q template="fields")`, r.out)})
+	r.sock = srv.Sock
+	return r
 }
 
 // waitLines waits until the output holds n lines.

@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/knockdaemon/knock/internal/netnstest"
+	"github.com/knockdaemon/knock/internal/rsyslogtest"
 )
 
 // want is the expected outcome for one corpus line.
@@ -509,56 +510,22 @@ type rsFile struct {
 func startRsyslog(t *testing.T, tag string) *rsyslog {
 	t.Helper()
 	dir := t.TempDir()
-	r := &rsyslog{dir: dir, sock: filepath.Join(dir, "log.sock")}
+	r := &rsyslog{dir: dir}
 	tmpl := map[string]string{
 		"rsyslog-traditional": "RSYSLOG_TraditionalFileFormat",
 		"rsyslog-rfc3339":     "RSYSLOG_FileFormat",
 		"rsyslog-rfc5424":     "RSYSLOG_SyslogProtocol23Format",
 	}
-	var conf strings.Builder
-	fmt.Fprintf(&conf, "global(workDirectory=%q)\n", dir)
-	conf.WriteString("module(load=\"imkmsg\")\n")
-	fmt.Fprintf(&conf, "module(load=\"imuxsock\" SysSock.Use=\"off\")\ninput(type=\"imuxsock\" Socket=%q)\n", r.sock)
-	fmt.Fprintf(&conf, "if ($msg contains %q) then {\n", tag)
+	var rules strings.Builder
+	fmt.Fprintf(&rules, "if ($msg contains %q) then {\n", tag)
 	for _, via := range []string{"rsyslog-traditional", "rsyslog-rfc3339", "rsyslog-rfc5424"} {
 		p := filepath.Join(dir, via+".log")
 		r.files = append(r.files, rsFile{via: via, path: p})
-		fmt.Fprintf(&conf, "  action(type=\"omfile\" file=%q template=%q)\n", p, tmpl[via])
+		fmt.Fprintf(&rules, "  action(type=\"omfile\" file=%q template=%q)\n", p, tmpl[via])
 	}
-	conf.WriteString("}\n")
-	cf := filepath.Join(dir, "rsyslog.conf")
-	if err := os.WriteFile(cf, []byte(conf.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("rsyslogd", "-n", "-f", cf, "-i", filepath.Join(dir, "rsyslogd.pid"))
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		netnstest.Unavailable(t, "cannot start rsyslogd: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(3 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(r.sock); err == nil {
-			return r
-		}
-		select {
-		case <-done:
-			t.Fatalf("rsyslogd exited: %s", stderr.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("rsyslogd made no socket in 2s: %s", stderr.String())
-	return nil
+	rules.WriteString("}\n")
+	r.sock = rsyslogtest.Start(t, dir, rsyslogtest.Options{Kmsg: true, Socket: true, Rules: rules.String()}).Sock
+	return r
 }
 
 // wait reads the three files until each holds every case (and the forged

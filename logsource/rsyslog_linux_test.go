@@ -3,26 +3,25 @@ package logsource
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/knockdaemon/knock/internal/netnstest"
+	"github.com/knockdaemon/knock/internal/rsyslogtest"
 )
 
-// syslogHost is a private rsyslogd writing what arrives on its own unix
-// socket to one file, in the traditional format.
+// syslogHost is a private rsyslogd (rsyslogtest) writing what arrives on
+// its own unix socket to one file, in the traditional format, with
+// logrotate configs for that file.
 type syslogHost struct {
 	t                      *testing.T
-	dir, sock, log, pidf   string
-	conf                   string
-	cmd                    *exec.Cmd
+	srv                    *rsyslogtest.Server
+	log                    string
 	rotateCreate, rotateCT string
 	state                  string
 }
@@ -30,63 +29,15 @@ type syslogHost struct {
 func newSyslogHost(t *testing.T) *syslogHost {
 	t.Helper()
 	dir := t.TempDir()
-	h := &syslogHost{t: t, dir: dir,
-		sock: filepath.Join(dir, "log.sock"), log: filepath.Join(dir, "kern.log"),
-		pidf: filepath.Join(dir, "rsyslogd.pid"), conf: filepath.Join(dir, "rsyslog.conf"),
-		state: filepath.Join(dir, "logrotate.state")}
-	conf := fmt.Sprintf(`global(workDirectory=%q)
-module(load="imuxsock" SysSock.Use="off")
-input(type="imuxsock" Socket=%q RateLimit.Interval="0")
-*.* action(type="omfile" file=%q template="RSYSLOG_TraditionalFileFormat")
-`, dir, h.sock, h.log)
-	if err := os.WriteFile(h.conf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	h := &syslogHost{t: t, log: filepath.Join(dir, "kern.log"), state: filepath.Join(dir, "logrotate.state")}
+	h.srv = rsyslogtest.Start(t, dir, rsyslogtest.Options{Socket: true,
+		Rules: fmt.Sprintf(`*.* action(type="omfile" file=%q template="RSYSLOG_TraditionalFileFormat")`, h.log)})
 	h.rotateCreate = filepath.Join(dir, "rotate-create.conf")
 	h.rotateCT = filepath.Join(dir, "rotate-copytruncate.conf")
 	common := "rotate 20\nmissingok\nnocompress\n"
-	os.WriteFile(h.rotateCreate, []byte(fmt.Sprintf("%s {\n%screate 0644 root root\npostrotate\n  kill -HUP $(cat %s)\nendscript\n}\n", h.log, common, h.pidf)), 0o644)
+	os.WriteFile(h.rotateCreate, []byte(fmt.Sprintf("%s {\n%screate 0644 root root\npostrotate\n  kill -HUP $(cat %s)\nendscript\n}\n", h.log, common, h.srv.PidFile)), 0o644)
 	os.WriteFile(h.rotateCT, []byte(fmt.Sprintf("%s {\n%scopytruncate\n}\n", h.log, common)), 0o644)
-	h.start()
-	t.Cleanup(h.stop)
 	return h
-}
-
-func (h *syslogHost) start() {
-	h.t.Helper()
-	os.Remove(h.pidf)
-	h.cmd = exec.Command("rsyslogd", "-n", "-f", h.conf, "-i", h.pidf)
-	h.cmd.Stdout, h.cmd.Stderr = os.Stderr, os.Stderr
-	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := h.cmd.Start(); err != nil {
-		netnstest.Unavailable(h.t, "cannot start rsyslogd: %v", err)
-	}
-	for range 200 {
-		if _, err := os.Stat(h.sock); err == nil {
-			if _, err := os.Stat(h.pidf); err == nil {
-				return
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	h.t.Fatal("rsyslogd did not create its socket and pid file")
-}
-
-func (h *syslogHost) stop() {
-	if h.cmd == nil {
-		return
-	}
-	h.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { h.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		h.cmd.Process.Kill()
-		<-done
-	}
-	h.cmd = nil
-	os.Remove(h.sock)
 }
 
 func (h *syslogHost) logrotate(conf string) {
@@ -95,27 +46,6 @@ func (h *syslogHost) logrotate(conf string) {
 	if err != nil {
 		h.t.Fatalf("logrotate %s: %v: %s", conf, err, out)
 	}
-}
-
-// send delivers one message to rsyslogd, waiting (bounded) through a
-// restart.
-func (h *syslogHost) send(c *net.Conn, msg string) error {
-	for range 1000 {
-		if *c == nil {
-			conn, err := net.Dial("unixgram", h.sock)
-			if err != nil {
-				time.Sleep(5 * time.Millisecond)
-				continue
-			}
-			*c = conn
-		}
-		if _, err := (*c).Write([]byte(msg)); err == nil {
-			return nil
-		}
-		(*c).Close()
-		*c = nil
-	}
-	return fmt.Errorf("rsyslogd did not take %q", msg)
 }
 
 // groundTruth is every line that reached the log: the rotated files,
@@ -163,7 +93,7 @@ func TestFileWithRealRsyslogAndLogrotate(t *testing.T) {
 	}{
 		{500, func() { h.logrotate(h.rotateCreate) }, make(chan struct{})},
 		{1000, func() { h.logrotate(h.rotateCT) }, make(chan struct{})},
-		{1500, func() { h.stop(); h.start() }, make(chan struct{})},
+		{1500, func() { h.srv.Stop(); h.srv.Start() }, make(chan struct{})},
 		{2000, func() { h.logrotate(h.rotateCreate) }, make(chan struct{})},
 		{2500, func() { h.logrotate(h.rotateCT) }, make(chan struct{})},
 	}
@@ -174,12 +104,8 @@ func TestFileWithRealRsyslogAndLogrotate(t *testing.T) {
 	progress := make(chan int, total)
 	go func() {
 		defer close(progress) // ends waitSent if the sender stops early
-		var c net.Conn
-		defer func() {
-			if c != nil {
-				c.Close()
-			}
-		}()
+		snd := h.srv.Sender()
+		defer snd.Close()
 		next := 0
 		for i := range total {
 			// Keep sending through each rotation, but never more than
@@ -194,7 +120,7 @@ func TestFileWithRealRsyslogAndLogrotate(t *testing.T) {
 				next++
 			}
 			msg := fmt.Sprintf("<4>%s: IN=veth0 OUT= SRC=198.18.0.2 DST=198.18.0.1 PROTO=TCP SPT=%d DPT=%d SYN SEQ=%06d", tag, 30000+i, 745+i%256, i)
-			if err := h.send(&c, msg); err != nil {
+			if err := snd.Send(msg); err != nil {
 				sent <- err
 				return
 			}
