@@ -36,7 +36,7 @@ func TestResumeJournaldAcrossRestart(t *testing.T) {
 		t.Run(stop, func(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, opts{})
-			in := startJournald(t, w)
+			in := startJournald(t)
 			conf := w.writeConfig(conf{source: "journald"})
 			// journald shows new entries to journalctl in batches, up
 			// to half a second late, and event=started does not wait
@@ -123,7 +123,7 @@ func TestResumeStraddlingKnock(t *testing.T) {
 			// logged (journald hands them on in batches).
 			settle := 300 * time.Millisecond
 			if src == "journald" {
-				in := startJournald(t, w)
+				in := startJournald(t)
 				start = func() *daemonProc { return w.startDaemonWrapped(in, conf, nil) }
 				settle = 1500 * time.Millisecond
 			}

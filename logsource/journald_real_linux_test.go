@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,113 +12,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/knockdaemon/knock/internal/journaldtest"
 	"github.com/knockdaemon/knock/internal/netnstest"
 )
 
 // These tests run the Journald source against a real systemd-journald
 // reading the real /dev/kmsg, fed by real netfilter LOG lines from a
 // network namespace. journald runs in a mount namespace of its own (see
-// startRealJournald); journalctl is started inside it with nsenter.
-
-const journaldBinary = "/lib/systemd/systemd-journald"
+// journaldtest); journalctl is started inside it with nsenter.
 
 // realJournald is a systemd-journald of the test's own.
-type realJournald struct {
-	pid  int
-	done chan struct{}
-}
+type realJournald struct{ *journaldtest.Journald }
 
-// journaldNSScript makes the mount namespace journald runs in: a fresh
-// tmpfs on /run (with the host's /run/netns and /run/xtables.lock bound
-// into it, so ip netns exec and iptables still work there) and on
-// /var/log/journal, so journald writes nothing to the host and creates
-// nothing in the host's /run. Propagation is slave: namespaces created on
-// the host later still appear in /run/netns, and no mount made here
-// reaches the host. $1 is an empty directory of the test's.
-const journaldNSScript = `set -e
-old=$1/oldrun
-mkdir "$old"
-mount --rbind /run "$old"
-mount -t tmpfs -o mode=0755,size=64m knocktest-run /run
-mkdir /run/systemd /run/log /run/netns
-if [ -d "$old/netns" ]; then mount --rbind "$old/netns" /run/netns; fi
-if [ -f "$old/xtables.lock" ]; then : > /run/xtables.lock; mount --bind "$old/xtables.lock" /run/xtables.lock; fi
-umount -l "$old"
-if [ -d /var/log/journal ]; then mount -t tmpfs -o mode=0755,size=64m knocktest-journal /var/log/journal; fi
-exec ` + journaldBinary + `
-`
-
-// startRealJournald starts systemd-journald in a private mount namespace
-// and waits until its journal answers journalctl. It is stopped (and so
-// its namespace ends) at cleanup; the test's processes inside the
-// namespace must be stopped by cleanups registered after this call.
 func startRealJournald(t *testing.T) *realJournald {
 	t.Helper()
-	netnstest.Require(t, "unshare", "nsenter", "journalctl")
-	if _, err := os.Stat(journaldBinary); err != nil {
-		netnstest.Unavailable(t, "no %s (Debian package systemd): %v", journaldBinary, err)
-	}
-	dir := t.TempDir()
-	logPath := filepath.Join(dir, "journald.out")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command("unshare", "--mount", "--propagation", "slave", "/bin/sh", "-c", journaldNSScript, "sh", dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		netnstest.Unavailable(t, "cannot start journald under unshare: %v", err)
-	}
-	r := &realJournald{pid: cmd.Process.Pid, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(r.done) }()
-	output := func() string { b, _ := os.ReadFile(logPath); return string(b) }
-	t.Cleanup(func() {
-		// unshare and sh exec'd: the pid is journald's. When it is gone
-		// the mount namespace has no process left and ends.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-r.done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-r.done
-		}
-		if t.Failed() {
-			t.Logf("systemd-journald output:\n%s", output())
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-r.done:
-			t.Fatalf("systemd-journald exited at start:\n%s", output())
-		default:
-		}
-		// The journal answers once journald made its sockets and files.
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/run/systemd/journal/socket", r.pid)); err == nil {
-			if out, err := r.exec("journalctl", "-k", "-n", "0", "-q", "--no-pager"); err == nil {
-				return r
-			} else if time.Now().After(deadline) {
-				t.Fatalf("journalctl in journald's namespace: %v\n%s\njournald:\n%s", err, out, output())
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("systemd-journald made no socket within 10s:\n%s", output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// in returns argv run inside journald's mount namespace.
-func (r *realJournald) in(argv ...string) []string {
-	return append([]string{"nsenter", "-t", strconv.Itoa(r.pid), "-m", "--"}, argv...)
-}
-
-func (r *realJournald) exec(argv ...string) (string, error) {
-	full := r.in(argv...)
-	out, err := exec.Command(full[0], full[1:]...).CombinedOutput()
-	return string(out), err
+	return &realJournald{journaldtest.Start(t)}
 }
 
 // source returns a Journald source that runs the real journalctl inside
@@ -129,19 +34,8 @@ func (r *realJournald) exec(argv ...string) (string, error) {
 // journalctl, so the supervised child is journalctl itself.
 func (r *realJournald) source(opts JournaldOptions) *Journald {
 	opts.Command = "nsenter"
-	opts.Args = r.in(append([]string{"journalctl"}, DefaultJournaldArgs...)...)[1:]
+	opts.Args = r.In(append([]string{"journalctl"}, DefaultJournaldArgs...)...)[1:]
 	return NewJournald(opts)
-}
-
-// journalCount counts the entries of the whole journal (every transport)
-// whose message contains s.
-func (r *realJournald) journalCount(t *testing.T, s string) int {
-	t.Helper()
-	out, err := r.exec("journalctl", "--no-pager", "-q", "-o", "cat")
-	if err != nil {
-		t.Fatalf("journalctl: %v\n%s", err, out)
-	}
-	return strings.Count(out, s)
 }
 
 // kernelLogNet is a client and server namespace whose server logs every
@@ -288,7 +182,7 @@ func TestJournaldRealKernelLines(t *testing.T) {
 	for _, p := range seq(745, 749) {
 		k.knock(p)
 	}
-	waitJournal(t, jd, k.prefix, 5)
+	jd.WaitCount(t, k.prefix, 5)
 
 	h := &hits{k: k}
 	src := jd.source(JournaldOptions{})
@@ -334,22 +228,6 @@ func TestJournaldRealKernelLines(t *testing.T) {
 		len(ports), b[len(b)-1].Round(time.Millisecond), one[len(one)/2].Round(10*time.Microsecond), one[len(one)-1].Round(10*time.Microsecond))
 	if st := src.Stats(); st.Restarts != 0 || st.Dropped != 0 || st.Overlong != 0 {
 		t.Errorf("stats = %+v, want no restart, drop or overlong line", st)
-	}
-}
-
-// waitJournal waits until the journal holds n entries containing s.
-func waitJournal(t *testing.T, jd *realJournald, s string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := jd.journalCount(t, s)
-		if got == n {
-			return
-		}
-		if got > n || time.Now().After(deadline) {
-			t.Fatalf("journal holds %d entries with %q, want %d", got, s, n)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -411,8 +289,7 @@ func TestJournaldRealIgnoresForgedLines(t *testing.T) {
 			"systemd-cat", "-t", "kernel", "-p", "warning", "echo", forged), ""},
 	}
 	for _, tc := range cases {
-		full := jd.in(tc.argv...)
-		cmd := exec.Command(full[0], full[1:]...)
+		cmd := jd.Command(tc.argv...)
 		cmd.Stdin = strings.NewReader(tc.stdin)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v\n%s", tc.name, err, out)
@@ -420,8 +297,8 @@ func TestJournaldRealIgnoresForgedLines(t *testing.T) {
 	}
 	// journald has them all under the identifier kernel (journalctl
 	// prints them as "kernel[PID]: ..."): the threat is real.
-	waitJournal(t, jd, "SRC="+forgedSrc+" ", len(cases))
-	out, err := jd.exec("journalctl", "--no-pager", "-q", "-o", "short-iso-precise", "-t", "kernel")
+	jd.WaitCount(t, "SRC="+forgedSrc+" ", len(cases))
+	out, err := jd.Exec("journalctl", "--no-pager", "-q", "-o", "short-iso-precise", "-t", "kernel")
 	if err != nil {
 		t.Fatalf("journalctl -t kernel: %v\n%s", err, out)
 	}
