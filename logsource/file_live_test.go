@@ -2,7 +2,6 @@ package logsource
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -168,27 +167,7 @@ func checkExactlyOnce(t *testing.T, out *sink, want []string, path string) {
 
 func runFile(t *testing.T, src *File, out *sink) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, out.emit) }()
-	var stopped bool
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return after cancel")
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return runSource(t, src, out.emit, 10*time.Second).stop
 }
 
 // TestFileLiveRotation runs the source against a writer that rotates the

@@ -1,7 +1,6 @@
 package logsource
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -234,25 +233,7 @@ func TestJournaldRealKernelLines(t *testing.T) {
 // runJournaldFunc runs src with emit until stop or the end of the test.
 func runJournaldFunc(t *testing.T, src *Journald, emit func(Line)) (stop func()) {
 	t.Helper()
-	done := make(chan error, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { done <- src.Run(ctx, emit) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Journald.Run = %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("Journald.Run did not return within 15s of the cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return runSource(t, src, emit, 15*time.Second).stop
 }
 
 // TestJournaldRealIgnoresForgedLines: an unprivileged user logs text that

@@ -1,7 +1,6 @@
 package logsource
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -34,30 +33,15 @@ func kmsgRun(t *testing.T, opts KmsgOptions, forbidden string, hits *atomic.Int6
 	t.Helper()
 	k := NewKmsg(opts)
 	lines := make(chan string, 4096)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- k.Run(ctx, func(l Line) {
-			if forbidden != "" && strings.Contains(string(l.Text), forbidden) {
-				hits.Add(1)
-			}
-			select {
-			case lines <- string(l.Text):
-			default: // a busy host log; the test looks for its own marker
-			}
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return after cancel")
+	runSource(t, k, func(l Line) {
+		if forbidden != "" && strings.Contains(string(l.Text), forbidden) {
+			hits.Add(1)
 		}
-	})
+		select {
+		case lines <- string(l.Text):
+		default: // a busy host log; the test looks for its own marker
+		}
+	}, 5*time.Second)
 	return k, lines
 }
 

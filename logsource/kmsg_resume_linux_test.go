@@ -1,7 +1,6 @@
 package logsource
 
 import (
-	"context"
 	"os"
 	"strings"
 	"sync"
@@ -23,37 +22,19 @@ type kmsgSession struct {
 func startKmsg(t *testing.T, opts KmsgOptions, mark string) *kmsgSession {
 	t.Helper()
 	s := &kmsgSession{k: NewKmsg(opts)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- s.k.Run(ctx, func(l Line) {
-			if strings.Contains(string(l.Text), mark) {
-				l.Text = append([]byte(nil), l.Text...)
-				s.mu.Lock()
-				s.lines = append(s.lines, l)
-				s.mu.Unlock()
-			}
-		})
-	}()
-	var once sync.Once
-	s.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Error("Run did not return after cancel")
-			}
-		})
-	}
-	t.Cleanup(s.stop)
+	r := runSource(t, s.k, func(l Line) {
+		if strings.Contains(string(l.Text), mark) {
+			l.Text = append([]byte(nil), l.Text...)
+			s.mu.Lock()
+			s.lines = append(s.lines, l)
+			s.mu.Unlock()
+		}
+	}, 5*time.Second)
+	s.stop = r.stop
 	select {
 	case <-s.k.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
+	case <-r.done:
+		t.Fatalf("Run: %v", r.err)
 	case <-time.After(5 * time.Second):
 		t.Fatal("kmsg source not ready")
 	}
