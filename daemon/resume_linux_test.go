@@ -1,18 +1,14 @@
 package daemon
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/knockdaemon/knock/cipher"
-	"github.com/knockdaemon/knock/config"
 	"github.com/knockdaemon/knock/internal/netnstest"
 	"github.com/knockdaemon/knock/logsource"
 )
@@ -23,33 +19,10 @@ import (
 // limit is skipped by the restarted daemon (never replayed, though its
 // block is still valid), the fresh one is accepted.
 func TestResumeAgeLimitRealKernel(t *testing.T) {
-	netnstest.Require(t, "iptables")
-	n := netnstest.New(t)
-	netnstest.EnableNFLogAllNetns(t)
 	prefix := "kr" + netnstest.RandHex(3) + ":"
-	for _, rule := range [][]string{
-		{"iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", "745:1000", "--syn", "-j", "LOG", "--log-prefix", prefix + " "},
-		{"iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", "745:1000", "-j", "REJECT", "--reject-with", "tcp-reset"},
-	} {
-		netnstest.MustExec(t, n.Server, rule...)
-	}
+	n := kernelKnockNet(t, prefix)
 	srv := n.Client.ServerIP4
-	dir := t.TempDir()
-	cfg, err := config.Parse(filepath.Join(dir, "knock.toml"), []byte(fmt.Sprintf(`
-[daemon]
-state_file = %q
-control_socket = %q
-[source]
-type = "kmsg"
-prefix = %q
-[[user]]
-name = "alice"
-key_file = "/unused"
-ports = ["2222", "2223"]
-`, filepath.Join(dir, "state.json"), filepath.Join(dir, "control.sock"), prefix)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := kmsgConfig(t, t.TempDir(), prefix, "", 2222, 2223)
 	key := cipher.Key{Name: "alice", Secret: [32]byte{0x72, 0x65, 0x73}, Mode: cipher.Timed}
 	const maxAge = 2 * time.Second
 
@@ -65,31 +38,7 @@ ports = ["2222", "2223"]
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- d.Run(ctx) }()
-		stopped := false
-		stop := func() {
-			if stopped {
-				return
-			}
-			stopped = true
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Error("daemon did not stop")
-			}
-		}
-		t.Cleanup(func() {
-			stop()
-			if t.Failed() {
-				t.Logf("daemon log:\n%s", logs.String())
-			}
-		})
+		stop := runDaemon(t, d, &logs)
 		for i := 0; logs.count("event=started") == 0; i++ {
 			if i == 100 {
 				t.Fatalf("daemon not started:\n%s", logs.String())

@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/knockdaemon/knock/cipher"
-	"github.com/knockdaemon/knock/config"
 	"github.com/knockdaemon/knock/internal/netnstest"
 	"github.com/knockdaemon/knock/logsource"
 	"github.com/knockdaemon/knock/rules"
@@ -26,48 +24,23 @@ import (
 // cipher package's encoding and then connects to 2222 for real. On stop
 // (close_on_exit) the opening is gone again.
 func TestSmokeRealKernel(t *testing.T) {
-	netnstest.Require(t, "iptables")
-	n := netnstest.New(t)
-	netnstest.EnableNFLogAllNetns(t)
 	id := netnstest.RandHex(3)
 	prefix := "kd" + id + ":"
 	chain := "KD" + strings.ToUpper(id)
 	const svcPort = 2222
+	n := kernelKnockNet(t, prefix)
 	srv := n.Client.ServerIP4
-
-	for _, rule := range [][]string{
-		{"iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", "745:1000", "--syn", "-j", "LOG", "--log-prefix", prefix + " "},
-		{"iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", "745:1000", "-j", "REJECT", "--reject-with", "tcp-reset"},
-		{"iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(svcPort), "-j", "DROP"},
-	} {
-		netnstest.MustExec(t, n.Server, rule...)
-	}
+	netnstest.MustExec(t, n.Server, "iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(svcPort), "-j", "DROP")
 	netnstest.Listen(t, n.Server, "tcp4", net.JoinHostPort(srv.String(), strconv.Itoa(svcPort)))
 	target := net.JoinHostPort(srv.String(), strconv.Itoa(svcPort))
 	if err := netnstest.Dial(n.Client.NS, "tcp4", target, 300*time.Millisecond); err == nil {
 		t.Fatal("the service answers before any knock: the DROP rule is not in effect")
 	}
 
-	dir := t.TempDir()
-	cfg, err := config.Parse(filepath.Join(dir, "knock.toml"), []byte(fmt.Sprintf(`
-[daemon]
-state_file = %q
-control_socket = %q
-[source]
-type = "kmsg"
-prefix = %q
-[backend]
+	cfg := kmsgConfig(t, t.TempDir(), prefix, fmt.Sprintf(`[backend]
 type = "iptables"
 chain = %q
-netns = %q
-[[user]]
-name = "alice"
-key_file = "/unused"
-ports = ["%d"]
-`, filepath.Join(dir, "state.json"), filepath.Join(dir, "control.sock"), prefix, chain, n.Server, svcPort)))
-	if err != nil {
-		t.Fatal(err)
-	}
+netns = %q`, chain, n.Server), svcPort)
 	key := cipher.Key{Name: "alice", Secret: [32]byte{0x6b, 0x6e, 0x6f, 0x63, 0x6b}, Mode: cipher.Timed}
 	be, err := rules.New(rules.Options{Type: "iptables", Chain: chain, Netns: n.Server})
 	if err != nil {
@@ -83,31 +56,8 @@ ports = ["%d"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Error("daemon did not stop")
-			}
-		}
-	}
-	t.Cleanup(func() {
-		stop()
-		_ = be.Teardown(context.Background())
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-	})
+	t.Cleanup(func() { _ = be.Teardown(context.Background()) }) // after the daemon stopped
+	stop := runDaemon(t, d, &logs)
 
 	knock := func(port uint16) {
 		_ = netnstest.Dial(n.Client.NS, "tcp4", net.JoinHostPort(srv.String(), strconv.Itoa(int(port))), 200*time.Millisecond)
