@@ -271,17 +271,7 @@ func TestReplay(t *testing.T) {
 		}
 	})
 	t.Run("across a restart through the state file", func(t *testing.T) {
-		dir := t.TempDir()
-		clk := clock.NewFake(t0)
-		be := newFakeBackend()
-		h := newHarness(t, dir, be, clk)
-		seq := h.sequence(h.keys[alice], "203.0.113.9", cipher.Request{Port: 22, Time: 1})
-		for _, l := range seq {
-			h.feed(l)
-		}
-		h.wantOpen("203.0.113.9 tcp/22")
-		// Crash: no shutdown, only what was written synchronously.
-		h.d.grants.Stop()
+		dir, be, clk, seq := acceptThenCrash(t)
 		// Still within the window's skew: without the saved replay
 		// cache the sequence would decrypt again.
 		clk.Advance(30 * time.Second)

@@ -62,6 +62,25 @@ func TestResumedKnockIsDecidedAtItsArrival(t *testing.T) {
 	}
 }
 
+// acceptThenCrash runs a daemon with a state directory that opens
+// tcp/22 for 203.0.113.9 on alice's knock, then ends it as a crash
+// would: no shutdown, only what was written synchronously is saved. It
+// returns what a restart needs and the knock's lines.
+func acceptThenCrash(t *testing.T) (dir string, be *fakeBackend, clk *clock.Fake, seq []string) {
+	t.Helper()
+	dir = t.TempDir()
+	clk = clock.NewFake(t0)
+	be = newFakeBackend()
+	h := newHarness(t, dir, be, clk)
+	seq = h.sequence(h.keys[alice], "203.0.113.9", cipher.Request{Port: 22, Time: 1})
+	for _, l := range seq {
+		h.feed(l)
+	}
+	h.wantOpen("203.0.113.9 tcp/22")
+	h.d.grants.Stop()
+	return dir, be, clk, seq
+}
+
 // TestNoBlockAcceptedTwiceAcrossACrash: a daemon that accepted a knock
 // and crashed before it saved its log position reads the same lines
 // again after the restart (dated when they arrived). The replay cache
@@ -70,16 +89,7 @@ func TestResumedKnockIsDecidedAtItsArrival(t *testing.T) {
 func TestNoBlockAcceptedTwiceAcrossACrash(t *testing.T) {
 	for _, down := range []time.Duration{time.Second, 30 * time.Second, 60 * time.Second, 61 * time.Second, 90 * time.Second, time.Hour} {
 		t.Run(down.String(), func(t *testing.T) {
-			dir := t.TempDir()
-			clk := clock.NewFake(t0)
-			be := newFakeBackend()
-			h := newHarness(t, dir, be, clk)
-			seq := h.sequence(h.keys[alice], "203.0.113.9", cipher.Request{Port: 22, Time: 1})
-			for _, l := range seq {
-				h.feed(l)
-			}
-			h.wantOpen("203.0.113.9 tcp/22")
-			h.d.grants.Stop() // crash: the position of these lines is not saved
+			dir, be, clk, seq := acceptThenCrash(t) // the position of these lines is not saved
 			clk.Advance(down)
 			h2 := newHarness(t, dir, be, clk)
 			for _, l := range seq {
