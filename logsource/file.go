@@ -377,20 +377,14 @@ func (t *tracked) seek(off int64) {
 }
 
 // pushFPString is pushFP for a line handed over by the tail.
-func (t *tracked) pushFPString(p string) {
-	if len(p) >= fpSize {
-		copy(t.fp[:], p[len(p)-fpSize:])
-		t.fpn = fpSize
-		return
-	}
-	keep := min(fpSize-len(p), t.fpn)
-	copy(t.fp[:], t.fp[t.fpn-keep:t.fpn])
-	copy(t.fp[keep:], p)
-	t.fpn = keep + len(p)
-}
+func (t *tracked) pushFPString(p string) { pushFingerprint(t, p) }
 
 // pushFP appends p, just read, to the fingerprint.
-func (t *tracked) pushFP(p []byte) {
+func (t *tracked) pushFP(p []byte) { pushFingerprint(t, p) }
+
+// pushFingerprint appends p to t's fingerprint, the last fpSize bytes
+// delivered.
+func pushFingerprint[S string | []byte](t *tracked, p S) {
 	if len(p) >= fpSize {
 		copy(t.fp[:], p[len(p)-fpSize:])
 		t.fpn = fpSize
