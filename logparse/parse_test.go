@@ -271,35 +271,31 @@ func TestIndexSRC(t *testing.T) {
 	}
 }
 
-// TestIndexSRCMatchesBytesIndex compares IndexSRC with bytes.Index on
-// random text rich in the bytes it looks at.
-func TestIndexSRCMatchesBytesIndex(t *testing.T) {
-	alphabet := []byte("SRC= \nx")
-	r := rand.New(rand.NewPCG(8, 8))
-	for n := range 20000 {
-		b := make([]byte, r.IntN(40))
-		for i := range b {
-			b[i] = alphabet[r.IntN(len(alphabet))]
-		}
-		if got, want := IndexSRC(b), bytes.Index(b, []byte("SRC=")); got != want {
-			t.Fatalf("case %d: IndexSRC(%q) = %d, bytes.Index gives %d", n, b, got, want)
-		}
-	}
-}
-
-// TestIndexIPFWMatchesBytesIndex compares IndexIPFW with bytes.Index on
-// random text rich in the bytes it looks at.
-func TestIndexIPFWMatchesBytesIndex(t *testing.T) {
-	alphabet := []byte("ipfw: \nx")
-	r := rand.New(rand.NewPCG(9, 9))
-	for n := range 20000 {
-		b := make([]byte, r.IntN(40))
-		for i := range b {
-			b[i] = alphabet[r.IntN(len(alphabet))]
-		}
-		if got, want := IndexIPFW(b), bytes.Index(b, []byte("ipfw: ")); got != want {
-			t.Fatalf("case %d: IndexIPFW(%q) = %d, bytes.Index gives %d", n, b, got, want)
-		}
+// TestIndexMatchesBytesIndex compares IndexSRC and IndexIPFW with
+// bytes.Index on random text rich in the bytes each looks at.
+func TestIndexMatchesBytesIndex(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		index    func([]byte) int
+		needle   string
+		alphabet string
+		seed     uint64
+	}{
+		{"IndexSRC", IndexSRC, "SRC=", "SRC= \nx", 8},
+		{"IndexIPFW", IndexIPFW, "ipfw: ", "ipfw: \nx", 9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(tc.seed, tc.seed))
+			for n := range 20000 {
+				b := make([]byte, r.IntN(40))
+				for i := range b {
+					b[i] = tc.alphabet[r.IntN(len(tc.alphabet))]
+				}
+				if got, want := tc.index(b), bytes.Index(b, []byte(tc.needle)); got != want {
+					t.Fatalf("case %d: %s(%q) = %d, bytes.Index gives %d", n, tc.name, b, got, want)
+				}
+			}
+		})
 	}
 }
 
