@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -29,6 +30,21 @@ func useSyslogAt(t *testing.T, path string) {
 	old := syslogPaths
 	syslogPaths = []string{path}
 	t.Cleanup(func() { syslogPaths = old })
+}
+
+// syslogLogger returns NewLogger's syslog logger (format, level) writing
+// to path, its stderr fallback and its closer, called at the end of the
+// test.
+func syslogLogger(t *testing.T, path, format string, level *slog.LevelVar) (*slog.Logger, *logBuf, io.Closer) {
+	t.Helper()
+	useSyslogAt(t, path)
+	fallback := new(logBuf)
+	log, closer, err := NewLogger(format, "syslog", level, fallback)
+	if err != nil {
+		t.Fatalf("NewLogger(%s, syslog) at %s: %v", format, path, err)
+	}
+	t.Cleanup(func() { closer.Close() })
+	return log, fallback, closer
 }
 
 // dgramSink is a unix datagram socket standing in for /dev/log.
@@ -93,15 +109,9 @@ func TestSyslogRecords(t *testing.T) {
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
 			sink := listenDgram(t, filepath.Join(t.TempDir(), "log"))
-			useSyslogAt(t, sink.path)
 			level := new(slog.LevelVar)
 			level.Set(slog.LevelDebug)
-			var fallback logBuf
-			log, closer, err := NewLogger(format, "syslog", level, &fallback)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer closer.Close()
+			log, fallback, _ := syslogLogger(t, sink.path, format, level)
 			cases := []struct {
 				name string
 				log  func()
@@ -157,13 +167,7 @@ func TestSyslogRecords(t *testing.T) {
 // answers (tried again after syslogRetry).
 func TestSyslogMissingSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log")
-	useSyslogAt(t, path)
-	var fallback logBuf
-	log, closer, err := NewLogger("text", "syslog", new(slog.LevelVar), &fallback)
-	if err != nil {
-		t.Fatalf("NewLogger without a syslog daemon: %v", err)
-	}
-	defer closer.Close()
+	log, fallback, closer := syslogLogger(t, path, "text", new(slog.LevelVar))
 	sw := closer.(*syslogWriter)
 	clk := time.Now()
 	sw.mu.Lock()
@@ -202,13 +206,7 @@ func TestSyslogMissingSocket(t *testing.T) {
 func TestSyslogReceiverRestarts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log")
 	sink := listenDgram(t, path)
-	useSyslogAt(t, path)
-	var fallback logBuf
-	log, closer, err := NewLogger("text", "syslog", new(slog.LevelVar), &fallback)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closer.Close()
+	log, fallback, _ := syslogLogger(t, path, "text", new(slog.LevelVar))
 	log.Info("before")
 	if _, msg := parseRecord(t, sink.next(t)); !strings.Contains(msg, "before") {
 		t.Fatalf("record %q", msg)
@@ -231,13 +229,7 @@ func TestSyslogReceiverRestarts(t *testing.T) {
 func TestSyslogReceiverStalls(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log")
 	sink := listenDgram(t, path)
-	useSyslogAt(t, path)
-	var fallback logBuf
-	log, closer, err := NewLogger("text", "syslog", new(slog.LevelVar), &fallback)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closer.Close()
+	log, fallback, _ := syslogLogger(t, path, "text", new(slog.LevelVar))
 	// More than net.unix.max_dgram_qlen (512 by default) can hold.
 	const n = 2000
 	for i := range n {
