@@ -121,6 +121,23 @@ type stepper struct {
 	out *sink
 }
 
+// emptyLogStepper makes an empty kern.log in a directory of the test's
+// and a stepper on it.
+func emptyLogStepper(t *testing.T) (*stepper, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kern.log")
+	appendFile(t, path, "")
+	return newStepper(t, path, FileOptions{}), path
+}
+
+// copyLog does the copy of logrotate's copytruncate (the older copies
+// shifted by one), not the truncation.
+func copyLog(path string) {
+	os.Rename(path+".1", path+".2")
+	data, _ := os.ReadFile(path)
+	os.WriteFile(path+".1", data, 0o644)
+}
+
 func newStepper(t *testing.T, path string, opts FileOptions) *stepper {
 	t.Helper()
 	src := NewFile(path, opts)
@@ -212,10 +229,7 @@ func TestFilePositionsAreExact(t *testing.T) {
 
 func TestFileRotationRaces(t *testing.T) {
 	t.Run("rename and create: old file finished first, including lines written after the rename", func(t *testing.T) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "kern.log")
-		appendFile(t, path, "")
-		s := newStepper(t, path, FileOptions{})
+		s, path := emptyLogStepper(t)
 		w, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -242,10 +256,7 @@ func TestFileRotationRaces(t *testing.T) {
 		}
 	})
 	t.Run("rename with an incomplete line that is never finished is dropped, not delivered", func(t *testing.T) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "kern.log")
-		appendFile(t, path, "")
-		s := newStepper(t, path, FileOptions{})
+		s, path := emptyLogStepper(t)
 		appendFile(t, path, "1\nfrag")
 		os.Rename(path, path+".1")
 		appendFile(t, path, "2\n")
@@ -281,10 +292,7 @@ func TestFileRotationRaces(t *testing.T) {
 		s.expect("x")
 	})
 	t.Run("copytruncate: unread lines are read from the copy, then the file from 0", func(t *testing.T) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "kern.log")
-		appendFile(t, path, "")
-		s := newStepper(t, path, FileOptions{})
+		s, path := emptyLogStepper(t)
 		appendFile(t, path, "line 1\n")
 		s.expect("line 1")
 		appendFile(t, path, "line 2\nline 3\nli")
@@ -345,14 +353,9 @@ func TestFileRotationRaces(t *testing.T) {
 		}
 	})
 	t.Run("copytruncate twice between two looks: the copy of the content never seen is read whole", func(t *testing.T) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "kern.log")
-		appendFile(t, path, "")
-		s := newStepper(t, path, FileOptions{})
+		s, path := emptyLogStepper(t)
 		copytruncate := func() {
-			os.Rename(path+".1", path+".2")
-			data, _ := os.ReadFile(path)
-			os.WriteFile(path+".1", data, 0o644)
+			copyLog(path)
 			os.Truncate(path, 0)
 		}
 		appendFile(t, path, "line 1\n")
@@ -374,22 +377,14 @@ func TestFileRotationRaces(t *testing.T) {
 		}
 	})
 	t.Run("copytruncate seen while the next one is copying: the new copy is not read as content never seen", func(t *testing.T) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "kern.log")
-		appendFile(t, path, "")
-		s := newStepper(t, path, FileOptions{})
-		copyLog := func() {
-			os.Rename(path+".1", path+".2")
-			data, _ := os.ReadFile(path)
-			os.WriteFile(path+".1", data, 0o644)
-		}
+		s, path := emptyLogStepper(t)
 		appendFile(t, path, "line 1\n")
 		s.expect("line 1")
 		appendFile(t, path, "line 2\n")
-		copyLog()
+		copyLog(path)
 		os.Truncate(path, 0)
 		appendFile(t, path, "line 3, after the first truncation\n")
-		copyLog() // the second copytruncate has copied, not truncated yet
+		copyLog(path) // the second copytruncate has copied, not truncated yet
 		s.expect("line 2", "line 3, after the first truncation")
 		os.Truncate(path, 0)
 		appendFile(t, path, "line 4\n")
@@ -399,10 +394,7 @@ func TestFileRotationRaces(t *testing.T) {
 		}
 	})
 	t.Run("a look overlapping the one that found the newest file: the file at the path is the newer", func(t *testing.T) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "kern.log")
-		appendFile(t, path, "")
-		s := newStepper(t, path, FileOptions{})
+		s, path := emptyLogStepper(t)
 		appendFile(t, path, "a1\n")
 		s.expect("a1")
 		os.Rename(path, path+".1")
@@ -422,16 +414,14 @@ func TestFileRotationRaces(t *testing.T) {
 		}
 	})
 	t.Run("gone for a while, then back with the same inode", func(t *testing.T) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "kern.log")
-		appendFile(t, path, "")
-		s := newStepper(t, path, FileOptions{})
+		s, path := emptyLogStepper(t)
+		away := filepath.Join(filepath.Dir(path), "away")
 		appendFile(t, path, "1\n")
 		s.expect("1")
-		os.Rename(path, filepath.Join(dir, "away"))
-		appendFile(t, filepath.Join(dir, "away"), "2\n")
+		os.Rename(path, away)
+		appendFile(t, away, "2\n")
 		s.expect("2")
-		os.Rename(filepath.Join(dir, "away"), path)
+		os.Rename(away, path)
 		appendFile(t, path, "3\n")
 		s.expect("3")
 		if st := s.src.Stats(); st.Rotations != 0 {
