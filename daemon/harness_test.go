@@ -204,6 +204,13 @@ func newHarness(t testing.TB, dir string, be *fakeBackend, clk *clock.Fake) *har
 // newHarnessExtra is newHarness with extra TOML appended to the config.
 func newHarnessExtra(t testing.TB, dir string, be *fakeBackend, clk *clock.Fake, extra string) *harness {
 	t.Helper()
+	return newHarnessLogger(t, dir, be, clk, extra, nil)
+}
+
+// newHarnessLogger is newHarnessExtra with the daemon's logger: nil logs
+// text at debug level to h.log.
+func newHarnessLogger(t testing.TB, dir string, be *fakeBackend, clk *clock.Fake, extra string, logger *slog.Logger) *harness {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -215,8 +222,11 @@ func newHarnessExtra(t testing.TB, dir string, be *fakeBackend, clk *clock.Fake,
 	}
 	h := &harness{t: t, clk: clk, be: be, log: &logBuf{}, dir: dir, sport: 40000, keys: testKeys()}
 	h.cfg = loadTestConfig(t, dir, extra)
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	d, err := New(Options{Config: h.cfg, Keys: h.keys, Source: nullSource{}, Backend: be, Clock: clk,
-		Logger: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})), NoControl: true})
+		Logger: logger, NoControl: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/knockdaemon/knock/cipher"
-	"github.com/knockdaemon/knock/internal/clock"
 	"github.com/knockdaemon/knock/internal/rsyslogtest"
 )
 
@@ -306,45 +305,14 @@ func (h countingHandler) WithGroup(g string) slog.Handler {
 // candidate) in any record.
 func TestSyslogRealRsyslog(t *testing.T) {
 	rs := startRsyslog(t)
-	useSyslogAt(t, rs.sock)
 	level := new(slog.LevelVar)
 	level.Set(slog.LevelDebug)
-	var fallback logBuf
-	base, closer, err := NewLogger("text", "syslog", level, &fallback)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closer.Close()
+	base, fallback, _ := syslogLogger(t, rs.sock, "text", level)
 	var mu sync.Mutex
 	records := 0
 	logger := slog.New(countingHandler{base.Handler(), &mu, &records})
 
-	dir := t.TempDir()
-	be := newFakeBackend()
-	clk := clock.NewFake(t0)
-	d, err := New(Options{Config: loadTestConfig(t, dir, ""), Keys: testKeys(), Source: nullSource{}, Backend: be,
-		Clock: clk, Logger: logger, NoControl: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := d.restoreState()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.grants.Restore(context.Background(), st.Grants); err != nil {
-		t.Fatal(err)
-	}
-	d.openJournal()
-	t.Cleanup(func() {
-		d.grants.Stop()
-		d.asm.Close()
-		d.replay.Close()
-		_ = d.sw.Close()
-		if d.journal != nil {
-			d.journal.Close()
-		}
-	})
-	h := &harness{t: t, d: d, clk: clk, be: be, log: &logBuf{}, dir: dir, sport: 40000, keys: testKeys()}
+	h := newHarnessLogger(t, "", nil, nil, "", logger)
 
 	alice := h.keys[0]
 	h.knock(alice, "198.51.100.7", cipher.Request{Port: 22, Time: 5})
