@@ -70,10 +70,7 @@ func TestIP4At(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
 	alphabet := "0123456789..012 :25x\\xb0"
 	for n := range 200000 {
-		b := make([]byte, r.IntN(20))
-		for k := range b {
-			b[k] = alphabet[r.IntN(len(alphabet))]
-		}
+		b := randText(r, alphabet, 20)
 		a, e, ok := ip4At(b, 0)
 		if !ok {
 			continue

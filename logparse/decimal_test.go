@@ -25,10 +25,7 @@ func TestDecimalAt(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	alphabet := "0123456789 0123456789 x/:\x00\xb0\xb9"
 	for n := range 200000 {
-		b := make([]byte, r.IntN(14))
-		for k := range b {
-			b[k] = alphabet[r.IntN(len(alphabet))]
-		}
+		b := randText(r, alphabet, 14)
 		i := 0
 		if len(b) > 0 {
 			i = r.IntN(len(b))

@@ -271,6 +271,15 @@ func TestIndexSRC(t *testing.T) {
 	}
 }
 
+// randText returns up to n-1 bytes drawn from alphabet.
+func randText(r *rand.Rand, alphabet string, n int) []byte {
+	b := make([]byte, r.IntN(n))
+	for i := range b {
+		b[i] = alphabet[r.IntN(len(alphabet))]
+	}
+	return b
+}
+
 // TestIndexMatchesBytesIndex compares IndexSRC and IndexIPFW with
 // bytes.Index on random text rich in the bytes each looks at.
 func TestIndexMatchesBytesIndex(t *testing.T) {
@@ -287,10 +296,7 @@ func TestIndexMatchesBytesIndex(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(tc.seed, tc.seed))
 			for n := range 20000 {
-				b := make([]byte, r.IntN(40))
-				for i := range b {
-					b[i] = tc.alphabet[r.IntN(len(tc.alphabet))]
-				}
+				b := randText(r, tc.alphabet, 40)
 				if got, want := tc.index(b), bytes.Index(b, []byte(tc.needle)); got != want {
 					t.Fatalf("case %d: %s(%q) = %d, bytes.Index gives %d", n, tc.name, b, got, want)
 				}
