@@ -10,14 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/knockdaemon/knock/logparse"
 )
 
 const (
@@ -238,63 +236,6 @@ func TestCommand(t *testing.T) {
 	}
 }
 
-// reference counts the way the command's output is defined: every line
-// parsed on its own.
-func reference(t *testing.T, data string, opts Options) Summary {
-	t.Helper()
-	var s Summary
-	var h logparse.Hit
-	lines := strings.Split(data, "\n")
-	if lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
-	}
-	for i, l := range lines {
-		s.Lines++
-		l = strings.TrimSuffix(l, "\r")
-		err := logparse.Parse([]byte(l), &h)
-		switch {
-		case err == nil:
-			s.Firewall++
-			s.Hits++
-			if h.FromKernel {
-				s.FromKernel++
-			}
-			if s.Prefixes == nil {
-				s.Prefixes = map[string]int{}
-			}
-			if _, ok := s.Prefixes[h.Prefix]; ok || len(s.Prefixes) < MaxPrefixes {
-				s.Prefixes[h.Prefix]++
-			} else {
-				s.OtherPrefixes++
-			}
-			if !strings.HasPrefix(h.Prefix, opts.Prefix) {
-				s.Filtered++
-				continue
-			}
-			if (h.Proto == logparse.ProtoTCP || h.Proto == logparse.ProtoUDP) && !h.Fragment &&
-				h.DstPort >= opts.Base && int(h.DstPort) <= int(opts.Base)+255 {
-				s.KnockHits++
-				s.Printed++
-			} else if opts.AllPorts {
-				s.Printed++
-			}
-		case err == logparse.ErrNotFirewall:
-		default:
-			s.Firewall++
-			var ln *logparse.LimitNotice
-			if errors.As(err, &ln) {
-				s.Limits++
-				continue
-			}
-			s.Malformed++
-			if len(s.FirstWhy) < 5 {
-				s.FirstWhy = append(s.FirstWhy, "line "+strconv.Itoa(i+1)+": "+err.Error())
-			}
-		}
-	}
-	return s
-}
-
 // corpusText is every line of logparse's corpus plus noise, shuffled
 // deterministically, so markers sit at every position in a read.
 func corpusText(t *testing.T) string {
@@ -336,7 +277,7 @@ func TestRunMatchesLineByLine(t *testing.T) {
 		{"data with EOF", func(s string) io.Reader { return iotest.DataErrReader(strings.NewReader(s)) }},
 	}
 	for _, opts := range []Options{{Base: 745}, {Base: 745, AllPorts: true, Prefix: "k"}} {
-		want := reference(t, data, opts)
+		want, _ := sequential(data, opts) // every line parsed on its own
 		for _, rd := range readers {
 			for _, tail := range []string{"", "\n"} {
 				t.Run(fmt.Sprintf("%s/prefix=%q/tail=%q", rd.name, opts.Prefix, tail), func(t *testing.T) {
