@@ -15,7 +15,6 @@ import (
 	"testing/iotest"
 
 	"github.com/urfave/cli/v2"
-
 )
 
 const (
