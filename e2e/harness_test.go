@@ -473,13 +473,6 @@ func (w *world) startDaemonWrapped(wrapper []string, conf string, stdin io.Reade
 	})
 }
 
-// dieWithTest makes a child get SIGKILL when the test process dies
-// without running its cleanups (a timeout panic, a kill), so no daemon
-// outlives the suite.
-func dieWithTest() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
-
 // ctl runs a knockdaemon command (status, revoke, check, parse, ...)
 // against the same config and returns its output.
 func (w *world) ctl(conf string, args ...string) (string, error) {

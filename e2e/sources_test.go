@@ -13,6 +13,7 @@ import (
 
 	"github.com/knockdaemon/knock/internal/netnstest"
 	"github.com/knockdaemon/knock/internal/rsyslogtest"
+	"github.com/knockdaemon/knock/internal/testbin"
 )
 
 // startRsyslog starts an rsyslogd of the test's own, reading the kernel
@@ -77,7 +78,7 @@ func TestSourceStdin(t *testing.T) {
 	}
 	dm := exec.Command("dmesg", "--follow-new")
 	dm.Stdout = pw
-	dm.SysProcAttr = dieWithTest()
+	dm.SysProcAttr = testbin.DieWithParent()
 	if err := dm.Start(); err != nil {
 		netnstest.Unavailable(t, "dmesg --follow-new: %v", err)
 	}

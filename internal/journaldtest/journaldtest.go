@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/knockdaemon/knock/internal/netnstest"
+	"github.com/knockdaemon/knock/internal/testbin"
 )
 
 // Binary is the systemd-journald Start runs (Debian package systemd).
@@ -76,7 +77,7 @@ func Start(t testing.TB) *Journald {
 	defer logf.Close()
 	cmd := exec.Command("unshare", "--mount", "--propagation", "slave", "/bin/sh", "-c", nsScript, "sh", dir)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = testbin.DieWithParent()
 	if err := cmd.Start(); err != nil {
 		netnstest.Unavailable(t, "cannot start journald under unshare: %v", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/knockdaemon/knock/internal/netnstest"
+	"github.com/knockdaemon/knock/internal/testbin"
 )
 
 // Options say what the rsyslogd reads and writes.
@@ -109,7 +110,7 @@ func (s *Server) Start() {
 	defer out.Close()
 	cmd := exec.Command("rsyslogd", "-n", "-f", s.Conf, "-i", s.PidFile)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = testbin.DieWithParent()
 	if err := cmd.Start(); err != nil {
 		netnstest.Unavailable(s.t, "cannot start rsyslogd: %v", err)
 	}

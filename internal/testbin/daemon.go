@@ -88,7 +88,7 @@ func StartDaemon(t testing.TB, o DaemonOptions) *Daemon {
 	argv := append(append(append([]string(nil), o.Wrapper...), o.Program), o.Args...)
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = o.Env
-	d.cmd.SysProcAttr = dieWithParent()
+	d.cmd.SysProcAttr = DieWithParent()
 	if o.Stdin != nil {
 		d.cmd.Stdin = o.Stdin
 	} else if d.stdin, err = d.cmd.StdinPipe(); err != nil {

@@ -2,9 +2,9 @@ package testbin
 
 import "syscall"
 
-// dieWithParent makes a child get SIGKILL when the test process dies
+// DieWithParent makes a child get SIGKILL when the test process dies
 // without running its cleanups (a timeout panic, a kill), so no daemon
 // outlives the suite.
-func dieWithParent() *syscall.SysProcAttr {
+func DieWithParent() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

@@ -4,5 +4,6 @@ package testbin
 
 import "syscall"
 
-// dieWithParent: only Linux has a parent-death signal.
-func dieWithParent() *syscall.SysProcAttr { return nil }
+// DieWithParent: only Linux has a parent-death signal; elsewhere the
+// child is left to the cleanups.
+func DieWithParent() *syscall.SysProcAttr { return nil }
